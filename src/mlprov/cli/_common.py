@@ -1,0 +1,95 @@
+"""Shared pieces of the CLI: JSON output, progress display, options used by many commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text."
+)
+force_option = click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+
+
+def echo_json(data: Any) -> None:
+    """Print `data` as indented JSON on stdout."""
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+class ByteProgress:
+    """A rich progress bar on a TTY that appears only once work has lasted a second.
+
+    Called from worker threads; silent when stderr is not a terminal.
+    """
+
+    def __init__(self, description: str, *, delay: float = 1.0) -> None:
+        self.description = description
+        self.delay = delay
+        self.enabled = sys.stderr.isatty()
+        self.total = 0
+        self.done = 0
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._progress: Any = None
+        self._task: Any = None
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+
+    def advance(self, n: int) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            self.done += n
+            if self._progress is None:
+                if time.monotonic() - self._started < self.delay:
+                    return
+                self._start()
+            self._progress.update(self._task, completed=self.done)
+
+    def _start(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(self.description, total=self.total or None)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+
+
+@contextmanager
+def byte_progress(
+    description: str,
+) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """(on_total, advance) callbacks for the digest engine, showing progress on a TTY."""
+    bar = ByteProgress(description)
+    try:
+        yield bar.set_total, bar.advance
+    finally:
+        bar.close()

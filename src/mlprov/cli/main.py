@@ -1,0 +1,56 @@
+"""The `mlprov` command: the group, error handling and exit codes.
+
+Exit codes: 0 ok; 1 verification or policy failure; 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mlprov import __version__
+from mlprov.cli import digest as digest_cmd
+from mlprov.errors import MlprovError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="mlprov")
+def cli() -> None:
+    """Record, sign, store and enforce the provenance of ML models.
+
+    \b
+    Example:
+      mlprov digest ./model --files
+    """
+
+
+cli.add_command(digest_cmd.digest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning mlprov errors into one line and an exit code."""
+    try:
+        result = cli.main(args=argv, prog_name="mlprov", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Abort:
+        click.echo("mlprov: aborted", err=True)
+        return 130
+    except MlprovError as exc:
+        click.echo(f"mlprov: error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("mlprov: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script wrapper."""
+    sys.exit(main())

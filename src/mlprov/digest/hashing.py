@@ -1,0 +1,142 @@
+"""Streaming, constant-memory hashing of one file or one shard of a file.
+
+Every read is checked against the file's stat before and after: a file that grows,
+shrinks or is rewritten while it is hashed raises FileChangedError, never a wrong digest.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mlprov.digest.algorithms import new_hasher
+from mlprov.errors import FileChangedError, InputError
+
+#: Bytes read per system call for large files (hashlib releases the GIL on these).
+CHUNK_SIZE = 4 << 20
+#: Files up to this size are read in one call.
+SMALL_FILE = 1 << 20
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class HashedFile:
+    """The digest of a file (or shard) and the stat it was computed under."""
+
+    digest: str
+    size: int
+    st: os.stat_result
+
+
+def _open(path: str, *, nofollow: bool) -> int:
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    if nofollow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, flags)
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except FileNotFoundError:
+        raise FileChangedError(f"{path}: vanished while hashing") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _unchanged(path: str, before: os.stat_result, after: os.stat_result) -> None:
+    if (before.st_size, before.st_mtime_ns, before.st_ino) != (
+        after.st_size,
+        after.st_mtime_ns,
+        after.st_ino,
+    ):
+        raise FileChangedError(f"{path}: file changed while it was being hashed")
+
+
+def hash_file(
+    path: str,
+    algorithm: str,
+    *,
+    nofollow: bool = True,
+    progress: ProgressCallback | None = None,
+    threads: int = 1,
+    chunk_size: int = CHUNK_SIZE,
+) -> HashedFile:
+    """Digest the whole of one regular file, streaming with a fixed-size buffer."""
+    fd = _open(path, nofollow=nofollow)
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise InputError(f"{path} is not a regular file")
+        hasher = new_hasher(algorithm, max_threads=threads)
+        total = 0
+        if before.st_size <= SMALL_FILE:
+            while True:
+                data = os.read(fd, SMALL_FILE + 1)
+                if not data:
+                    break
+                hasher.update(data)
+                total += len(data)
+                if progress:
+                    progress(len(data))
+        else:
+            buf = bytearray(chunk_size)
+            view = memoryview(buf)
+            with open(fd, "rb", buffering=0, closefd=False) as handle:
+                while True:
+                    n = handle.readinto(buf)
+                    if not n:
+                        break
+                    hasher.update(view[:n])
+                    total += n
+                    if progress:
+                        progress(n)
+        after = os.fstat(fd)
+        if total != before.st_size:
+            raise FileChangedError(f"{path}: file changed while it was being hashed")
+        _unchanged(path, before, after)
+        return HashedFile(hasher.digest().hex(), total, before)
+    finally:
+        os.close(fd)
+
+
+def hash_shard(
+    path: str,
+    algorithm: str,
+    start: int,
+    end: int,
+    *,
+    expected: os.stat_result,
+    nofollow: bool = True,
+    progress: ProgressCallback | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> HashedFile:
+    """Digest bytes [start, end) of a file whose stat must still equal `expected`."""
+    fd = _open(path, nofollow=nofollow)
+    try:
+        before = os.fstat(fd)
+        _unchanged(path, expected, before)
+        hasher = new_hasher(algorithm)
+        offset = start
+        while offset < end:
+            data = os.pread(fd, min(chunk_size, end - offset), offset)
+            if not data:
+                raise FileChangedError(f"{path}: file shrank while it was being hashed")
+            hasher.update(data)
+            offset += len(data)
+            if progress:
+                progress(len(data))
+        _unchanged(path, before, os.fstat(fd))
+        return HashedFile(hasher.digest().hex(), end - start, before)
+    finally:
+        os.close(fd)
+
+
+def shard_bounds(size: int, shard_size: int) -> list[tuple[int, int]]:
+    """Split [0, size) into shards as model_signing does (an empty file has one empty shard)."""
+    if shard_size <= 0:
+        raise InputError(f"shard size must be positive, got {shard_size}")
+    ends = [*range(shard_size, size, shard_size), size]
+    starts = [0, *ends[:-1]]
+    return list(zip(starts, ends, strict=True))

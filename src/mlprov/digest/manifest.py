@@ -1,0 +1,162 @@
+"""Tree manifests: every file of a model or dataset with its digest, and the tree digest.
+
+The tree digest follows OpenSSF Model Signing (`files` and `shards` methods): sha256 over
+the raw digests of the entries concatenated in path-component order, so one model has
+one identity in mlprov and in model_signing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlprov.errors import InputError
+
+MANIFEST_MEDIA_TYPE: Literal["application/vnd.mlprov.manifest.v1+json"] = (
+    "application/vnd.mlprov.manifest.v1+json"
+)
+
+
+def path_order_key(name: str) -> tuple[str, ...]:
+    """Sort key ordering paths component by component (`a/b` < `a-b` < `a.b`), as pathlib does."""
+    return PurePosixPath(name).parts
+
+
+def shard_order_key(name: str) -> tuple[tuple[str, ...], int, int]:
+    """Sort key for `path:start:end` shard names: by path components, then offsets."""
+    path, start, end = split_shard_name(name)
+    return path_order_key(path), start, end
+
+
+def split_shard_name(name: str) -> tuple[str, int, int]:
+    """Split `path:start:end` into its parts (the path itself may contain colons)."""
+    path, _, rest = name.rpartition(":")
+    path, _, start = path.rpartition(":")
+    try:
+        return path, int(start), int(rest)
+    except ValueError:
+        raise InputError(f"shard name {name!r} is not of the form path:start:end") from None
+
+
+class FileEntry(BaseModel):
+    """One file (or one shard of a file) of a tree and its digest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field(description="Relative POSIX path; `path:start:end` for a shard")
+    digest: str = Field(description="Hex digest of the bytes")
+    size: int = Field(ge=0, description="Size in bytes of the file (or shard)")
+
+
+class TreeManifest(BaseModel):
+    """The digests of every file of a tree, in path-component order, and the tree digest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mediaType: Literal["application/vnd.mlprov.manifest.v1+json"] = MANIFEST_MEDIA_TYPE
+    name: str = Field(description="Name of the tree (its directory's base name)")
+    algorithm: str = Field(description="Hash algorithm of each file digest")
+    method: Literal["files", "shards"] = "files"
+    shard_size: int | None = None
+    digest: str = Field(description="sha256 over the raw entry digests, in order (OMS)")
+    ignore: list[str] = Field(default_factory=list, description="Ignore patterns applied")
+    files: list[FileEntry]
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        name: str,
+        algorithm: str,
+        entries: Iterable[FileEntry],
+        method: Literal["files", "shards"] = "files",
+        shard_size: int | None = None,
+        ignore: Iterable[str] = (),
+    ) -> TreeManifest:
+        """Order the entries as OMS does and compute the tree digest over them."""
+        key = shard_order_key if method == "shards" else path_order_key
+        ordered = sorted(entries, key=lambda e: key(e.path))
+        return cls(
+            name=name,
+            algorithm=algorithm,
+            method=method,
+            shard_size=shard_size,
+            digest=tree_digest(e.digest for e in ordered),
+            ignore=list(ignore),
+            files=ordered,
+        )
+
+    @property
+    def total_size(self) -> int:
+        """Sum of the sizes of every entry."""
+        return sum(e.size for e in self.files)
+
+    @property
+    def file_count(self) -> int:
+        """Number of distinct files (shards of one file count once)."""
+        if self.method == "shards":
+            return len({split_shard_name(e.path)[0] for e in self.files})
+        return len(self.files)
+
+    def as_dict(self) -> dict[str, str]:
+        """Map of entry path to digest."""
+        return {e.path: e.digest for e in self.files}
+
+    def to_json(self) -> bytes:
+        """Stable JSON bytes of the manifest (sorted keys, one trailing newline)."""
+        return (json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str, *, source: str = "manifest") -> TreeManifest:
+        """Parse and validate a manifest; bad input raises InputError naming `source`."""
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{source}: not valid JSON ({exc})") from None
+        from pydantic import ValidationError
+
+        try:
+            manifest = cls.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(root)"
+            raise InputError(f"{source}: invalid manifest at {where}: {first['msg']}") from None
+        if manifest.digest != tree_digest(e.digest for e in manifest.files):
+            raise InputError(f"{source}: tree digest does not match its entries")
+        return manifest
+
+
+def tree_digest(hex_digests: Iterable[str]) -> str:
+    """sha256 over the raw bytes of each hex digest, concatenated in the given order."""
+    hasher = hashlib.sha256()
+    for hex_digest in hex_digests:
+        hasher.update(bytes.fromhex(hex_digest))
+    return hasher.hexdigest()
+
+
+class ManifestDiff(BaseModel):
+    """What differs between a recorded manifest and the tree on disk now."""
+
+    changed: list[str] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    added: list[str] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing changed, went missing or was added."""
+        return not (self.changed or self.missing or self.added)
+
+
+def compare_manifests(expected: TreeManifest, actual: TreeManifest) -> ManifestDiff:
+    """Files changed, missing from `actual`, or added to it, relative to `expected`."""
+    want, have = expected.as_dict(), actual.as_dict()
+    return ManifestDiff(
+        changed=sorted((p for p in want if p in have and want[p] != have[p]), key=path_order_key),
+        missing=sorted((p for p in want if p not in have), key=path_order_key),
+        added=sorted((p for p in have if p not in want), key=path_order_key),
+    )

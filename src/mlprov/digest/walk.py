@@ -1,0 +1,169 @@
+"""Listing the files of a tree safely: ignores, symlink policy, special files.
+
+Symlinks are refused unless asked for, and even then never followed out of the
+boundary (the tree itself by default). Sockets, FIFOs and devices are refused.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlprov.errors import InputError
+
+#: Paths model_signing ignores by default, relative to the tree's root.
+DEFAULT_IGNORES: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """A regular file found in a tree: where it is, its name in the tree, and its stat."""
+
+    path: str
+    name: str
+    st: os.stat_result
+
+
+class IgnoreRules:
+    """Glob patterns over tree-relative POSIX paths.
+
+    A pattern without `/` matches a file or directory name at any depth; one with `/`
+    matches the whole relative path; `root:NAME` matches only at the top of the tree
+    (the model_signing defaults). An ignored directory is not entered.
+    """
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = [p.rstrip("/") for p in patterns if p.strip("/")]
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def match(self, rel: str) -> bool:
+        name = rel.rsplit("/", 1)[-1]
+        for pattern in self.patterns:
+            if pattern.startswith("root:"):
+                if rel == pattern[5:]:
+                    return True
+            elif "/" in pattern:
+                if fnmatch.fnmatchcase(rel, pattern):
+                    return True
+            elif fnmatch.fnmatchcase(name, pattern):
+                return True
+        return False
+
+
+def default_ignore_patterns() -> list[str]:
+    """The model_signing default ignores, as top-level-only patterns."""
+    return [f"root:{p}" for p in DEFAULT_IGNORES]
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
+def _within(path: str, boundary: str) -> bool:
+    return path == boundary or path.startswith(boundary.rstrip(os.sep) + os.sep)
+
+
+def _stat_root(root: Path, *, follow_symlinks: bool) -> os.stat_result:
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        raise InputError(f"{root}: no such file or directory") from None
+    except OSError as exc:
+        raise InputError(f"{root}: cannot read ({exc.strerror})") from None
+    if stat.S_ISLNK(st.st_mode):
+        if not follow_symlinks:
+            raise InputError(f"{root} is a symlink (use --follow-symlinks to hash its target)")
+        try:
+            st = os.stat(root)
+        except OSError:
+            raise InputError(f"{root} is a broken symlink") from None
+    return st
+
+
+def list_files(
+    root: Path,
+    *,
+    ignore: IgnoreRules | None = None,
+    follow_symlinks: bool = False,
+    symlink_boundary: Path | None = None,
+) -> tuple[bool, list[FileInfo]]:
+    """List the regular files under `root` (or `root` itself if it is a file).
+
+    Returns (is_directory, files); a single file is named `.`. Raises InputError for
+    symlinks (unless followed within the boundary), special files and unreadable dirs.
+    """
+    root = Path(root)
+    st = _stat_root(root, follow_symlinks=follow_symlinks)
+    if stat.S_ISREG(st.st_mode):
+        return False, [FileInfo(str(root), ".", st)]
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{root} is {_kind(st.st_mode)}, not a file or directory")
+    real_root = os.path.realpath(root)
+    boundary = os.path.realpath(symlink_boundary) if symlink_boundary else real_root
+    rules = ignore or IgnoreRules(())
+    files: list[FileInfo] = []
+    visited = {(st.st_dev, st.st_ino)}
+    _walk(str(root), "", rules, follow_symlinks, boundary, visited, files)
+    return True, files
+
+
+def _walk(
+    directory: str,
+    prefix: str,
+    rules: IgnoreRules,
+    follow: bool,
+    boundary: str,
+    visited: set[tuple[int, int]],
+    out: list[FileInfo],
+) -> None:
+    try:
+        entries = list(os.scandir(directory))
+    except PermissionError:
+        raise InputError(f"{directory}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{directory}: cannot list ({exc.strerror})") from None
+    for entry in entries:
+        rel = prefix + entry.name
+        if rules and rules.match(rel):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            raise InputError(f"{entry.path}: cannot stat ({exc.strerror})") from None
+        if stat.S_ISLNK(st.st_mode):
+            st = _follow(entry.path, follow, boundary)
+        if stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key in visited:
+                raise InputError(f"{entry.path}: directory cycle through a symlink")
+            visited.add(key)
+            _walk(entry.path, rel + "/", rules, follow, boundary, visited, out)
+            visited.discard(key)
+        elif stat.S_ISREG(st.st_mode):
+            out.append(FileInfo(entry.path, rel, st))
+        else:
+            raise InputError(f"{entry.path} is {_kind(st.st_mode)}; refusing to hash it")
+
+
+def _follow(path: str, follow: bool, boundary: str) -> os.stat_result:
+    if not follow:
+        raise InputError(f"{path} is a symlink (use --follow-symlinks to hash its target)")
+    target = os.path.realpath(path)
+    if not _within(target, boundary):
+        raise InputError(f"{path} is a symlink pointing outside the tree ({target})")
+    try:
+        return os.stat(target)
+    except OSError:
+        raise InputError(f"{path} is a broken symlink") from None

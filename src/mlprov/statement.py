@@ -1,0 +1,96 @@
+"""in-toto Statement v1 and ResourceDescriptor: build, parse, validate.
+
+Documents read from elsewhere keep unknown fields (a round trip loses nothing). The
+bytes that are signed are the bytes produced by `Statement.to_bytes`, and verifiers
+parse those exact bytes: nothing here re-serialises through protobuf.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mlprov.errors import InputError
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+#: Upper bound on a Statement's size, so a hostile document cannot exhaust memory.
+MAX_STATEMENT_BYTES = 64 << 20
+
+
+class ResourceDescriptor(BaseModel):
+    """An artifact: named, located and/or identified by digests (in-toto ResourceDescriptor)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: str | None = None
+    uri: str | None = None
+    digest: dict[str, str] | None = None
+    content: str | None = Field(default=None, description="base64 of the artifact's bytes")
+    downloadLocation: str | None = None
+    mediaType: str | None = None
+    annotations: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict without unset fields, unknown fields kept."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class Statement(BaseModel):
+    """An in-toto Statement v1: subjects plus a typed predicate."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    type_: str = Field(default=STATEMENT_TYPE, alias="_type")
+    subject: list[ResourceDescriptor]
+    predicateType: str
+    predicate: dict[str, Any] | None = None
+
+    @field_validator("subject")
+    @classmethod
+    def _subjects_have_digests(cls, value: list[ResourceDescriptor]) -> list[ResourceDescriptor]:
+        if not value:
+            raise ValueError("a Statement needs at least one subject")
+        for item in value:
+            if not item.digest:
+                raise ValueError(f"subject {item.name!r} has no digest")
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict in the field order of the spec, unknown fields kept."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def to_bytes(self) -> bytes:
+        """The canonical bytes mlprov writes and signs: sorted keys, compact separators."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, source: str = "statement") -> Statement:
+        """Parse a Statement from JSON bytes; raises InputError naming the first problem."""
+        if len(data) > MAX_STATEMENT_BYTES:
+            raise InputError(f"{source}: statement larger than {MAX_STATEMENT_BYTES} bytes")
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise InputError(f"{source}: not valid JSON ({exc})") from None
+        return cls.from_dict(raw, source=source)
+
+    @classmethod
+    def from_dict(cls, raw: object, *, source: str = "statement") -> Statement:
+        """Validate a decoded Statement; raises InputError with the JSON path of the error."""
+        if not isinstance(raw, dict):
+            raise InputError(f"{source}: a Statement must be a JSON object")
+        if raw.get("_type") != STATEMENT_TYPE:
+            raise InputError(f"{source}: _type is {raw.get('_type')!r}, expected {STATEMENT_TYPE}")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = "/".join(str(p) for p in first["loc"]) or "(root)"
+            raise InputError(f"{source}: invalid Statement at /{where}: {first['msg']}") from None
+
+    def subject_digests(self) -> list[tuple[str | None, dict[str, str]]]:
+        """(name, digest set) of every subject."""
+        return [(s.name, dict(s.digest or {})) for s in self.subject]

@@ -1,0 +1,39 @@
+"""The CLI shell: help with examples everywhere, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import click
+import pytest
+
+from conftest import run_cli
+from mlprov.cli.main import cli
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        path = (*prefix, name)
+        if isinstance(command, click.Group):
+            found.extend(_commands(command, path))
+        else:
+            found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("path", _commands(cli), ids=" ".join)
+def test_every_command_has_help_with_an_example(path: tuple[str, ...]) -> None:
+    result = run_cli(*path, "--help")
+    assert result.code == 0
+    assert "Example" in result.out, f"mlprov {' '.join(path)} --help shows no example"
+
+
+def test_unknown_command_is_usage_error() -> None:
+    result = run_cli("no-such-command")
+    assert result.code == 2
+    assert "Traceback" not in result.err
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.code == 0
+    assert "mlprov" in result.out
