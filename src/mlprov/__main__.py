@@ -1,0 +1,3 @@
+from mlprov.cli.main import run
+
+run()

@@ -1,0 +1,75 @@
+"""Predicates mlprov writes and reads, and the facts every later stage asks of a Statement.
+
+`step_of` and `materials_of` are the one place that knows where each predicate keeps
+its step name and its inputs, so the policy engine and the store agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlprov.statement import ResourceDescriptor, Statement
+
+SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
+TEST_RESULT_V01 = "https://in-toto.io/attestation/test-result/v0.1"
+LINK_V03 = "https://in-toto.io/attestation/link/v0.3"
+VSA_V1 = "https://slsa.dev/verification_summary/v1"
+OMS_V1 = "https://model_signing/signature/v1.0"
+
+
+def step_of(statement: Statement) -> str | None:
+    """The pipeline step an attestation records, if it records one.
+
+    SLSA provenance: `buildDefinition.externalParameters.step`; test-result: the
+    `step` extension field; link: its `name`; anything else: None.
+    """
+    predicate = statement.predicate or {}
+    found: Any = None
+    if statement.predicateType == SLSA_PROVENANCE_V1:
+        found = predicate.get("buildDefinition", {}).get("externalParameters", {}).get("step")
+    elif statement.predicateType == TEST_RESULT_V01:
+        found = predicate.get("step")
+    elif statement.predicateType == LINK_V03:
+        found = predicate.get("name")
+    return found if isinstance(found, str) and found else None
+
+
+def _descriptors(items: Any) -> list[ResourceDescriptor]:
+    if not isinstance(items, list):
+        return []
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            out.append(ResourceDescriptor.model_validate(item))
+    return out
+
+
+def materials_of(statement: Statement) -> list[ResourceDescriptor]:
+    """The inputs an attestation names: what its subjects were made from.
+
+    SLSA v1: resolvedDependencies; link: materials; test-result: configuration; OMS:
+    the files of the signed model (as `{name, digest}` descriptors).
+    """
+    predicate = statement.predicate or {}
+    kind = statement.predicateType
+    if kind == SLSA_PROVENANCE_V1:
+        return _descriptors(predicate.get("buildDefinition", {}).get("resolvedDependencies"))
+    if kind == LINK_V03:
+        return _descriptors(predicate.get("materials"))
+    if kind == TEST_RESULT_V01:
+        return _descriptors(predicate.get("configuration"))
+    if kind == OMS_V1:
+        resources = predicate.get("resources")
+        if not isinstance(resources, list):
+            return []
+        return [
+            ResourceDescriptor(name=r["name"], digest={r["algorithm"]: r["digest"]})
+            for r in resources
+            if isinstance(r, dict) and {"name", "algorithm", "digest"} <= r.keys()
+        ]
+    return []
+
+
+def products_of(statement: Statement) -> list[ResourceDescriptor]:
+    """The outputs an attestation names: its subjects."""
+    return list(statement.subject)

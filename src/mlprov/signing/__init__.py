@@ -1,0 +1,1 @@
+"""Signing and verification: DSSE envelopes, key signers, Sigstore bundles, OMS."""

@@ -1,0 +1,82 @@
+"""Reading signed attestations from disk: DSSE JSON, `.intoto.jsonl`, Sigstore bundles.
+
+Each attestation keeps the exact bytes it was read from, so what is stored or hashed
+is what was signed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mlprov.errors import InputError
+from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, Envelope
+
+BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"
+
+
+@dataclass
+class SignedAttestation:
+    """One signed attestation as read: where from, its exact bytes, and its envelope."""
+
+    source: str
+    raw: bytes
+    envelope: Envelope
+    kind: Literal["dsse", "bundle"]
+    bundle: dict[str, Any] | None = field(default=None, repr=False)
+
+
+def parse_attestation(data: bytes, *, source: str) -> SignedAttestation:
+    """Parse one DSSE envelope or Sigstore bundle (JSON bytes)."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InputError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: expected a JSON object (DSSE envelope or Sigstore bundle)")
+    media = raw.get("mediaType")
+    if isinstance(media, str) and media.startswith(BUNDLE_MEDIA_PREFIX):
+        if "dsseEnvelope" not in raw:
+            raise InputError(f"{source}: Sigstore bundle holds no DSSE envelope")
+        envelope = Envelope.from_dict(raw["dsseEnvelope"], source=source)
+        return SignedAttestation(source, data, envelope, "bundle", raw)
+    if "payloadType" in raw:
+        return SignedAttestation(source, data, Envelope.from_dict(raw, source=source), "dsse")
+    if raw.get("_type", "").startswith("https://in-toto.io/Statement"):
+        raise InputError(f"{source}: an unsigned Statement, not a signed attestation")
+    raise InputError(f"{source}: neither a DSSE envelope nor a Sigstore bundle")
+
+
+def read_attestations(path: Path) -> list[SignedAttestation]:
+    """Every attestation in a file: one JSON document, or one per line (`.intoto.jsonl`)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_ENVELOPE_BYTES:
+            raise InputError(f"{path}: larger than {MAX_ENVELOPE_BYTES} bytes")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a directory, not an attestation file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    stripped = data.strip()
+    if not stripped:
+        raise InputError(f"{path}: empty file")
+    lines = [line for line in data.splitlines() if line.strip()]
+    if path.name.endswith(".jsonl") or (len(lines) > 1 and _every_line_is_json(lines)):
+        return [
+            parse_attestation(line.strip(), source=f"{path}:{number}")
+            for number, line in enumerate(data.splitlines(), start=1)
+            if line.strip()
+        ]
+    return [parse_attestation(stripped, source=str(path))]
+
+
+def _every_line_is_json(lines: list[bytes]) -> bool:
+    try:
+        return all(isinstance(json.loads(line), dict) for line in lines)
+    except ValueError:
+        return False
