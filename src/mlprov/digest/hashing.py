@@ -71,9 +71,12 @@ def hash_file(
             raise InputError(f"{path} is not a regular file")
         hasher = new_hasher(algorithm, max_threads=threads)
         total = 0
+        # Read at most one byte past the size seen at open: a growing file is caught,
+        # never followed forever.
+        limit = before.st_size + 1
         if before.st_size <= SMALL_FILE:
-            while True:
-                data = os.read(fd, SMALL_FILE + 1)
+            while total < limit:
+                data = os.read(fd, limit - total)
                 if not data:
                     break
                 hasher.update(data)
@@ -84,8 +87,8 @@ def hash_file(
             buf = bytearray(chunk_size)
             view = memoryview(buf)
             with open(fd, "rb", buffering=0, closefd=False) as handle:
-                while True:
-                    n = handle.readinto(buf)
+                while total < limit:
+                    n = handle.readinto(view[: min(chunk_size, limit - total)])
                     if not n:
                         break
                     hasher.update(view[:n])
@@ -134,9 +137,15 @@ def hash_shard(
 
 
 def shard_bounds(size: int, shard_size: int) -> list[tuple[int, int]]:
-    """Split [0, size) into shards as model_signing does (an empty file has one empty shard)."""
+    """Split [0, size) into shards as model_signing does: an empty file has no shard.
+
+    (So in the `shards` method an empty file leaves no trace in the manifest; the
+    `files` method records it.)
+    """
     if shard_size <= 0:
         raise InputError(f"shard size must be positive, got {shard_size}")
+    if size == 0:
+        return []
     ends = [*range(shard_size, size, shard_size), size]
     starts = [0, *ends[:-1]]
     return list(zip(starts, ends, strict=True))

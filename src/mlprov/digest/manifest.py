@@ -92,6 +92,15 @@ class TreeManifest(BaseModel):
         )
 
     @property
+    def identity(self) -> str:
+        """The sha256 that names this artifact in attestations: a lone file's own digest
+        (sha256 of its bytes, when hashed with sha256), else the tree digest."""
+        if self.method == "files" and self.algorithm == "sha256" and len(self.files) == 1:
+            if self.files[0].path == ".":
+                return self.files[0].digest
+        return self.digest
+
+    @property
     def total_size(self) -> int:
         """Sum of the sizes of every entry."""
         return sum(e.size for e in self.files)

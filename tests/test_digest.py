@@ -1,0 +1,310 @@
+"""The digest engine against hashlib, model_signing and the OMS signatures of real peers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, shared_testdata
+from mlprov.digest import DigestCache, TreeManifest, digest_file, digest_tree, tree_digest
+from mlprov.digest.hashing import CHUNK_SIZE, SMALL_FILE, shard_bounds
+from mlprov.errors import FileChangedError, InputError
+from mlprov.signing.files import read_attestations
+
+SIZES = [0, 1, SMALL_FILE - 1, SMALL_FILE, SMALL_FILE + 1, CHUNK_SIZE - 1, CHUNK_SIZE + 1,
+         2 * CHUNK_SIZE + 7]  # fmt: skip
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
+def test_file_digest_equals_hashlib(tmp_path: Path, size: int, algorithm: str) -> None:
+    data = os.urandom(size)
+    path = _write(tmp_path / "f.bin", data)
+    assert digest_file(path, algorithm) == hashlib.new(algorithm, data).hexdigest()
+
+
+def test_blake3_file_digest(tmp_path: Path) -> None:
+    blake3 = pytest.importorskip("blake3")
+    data = os.urandom(CHUNK_SIZE + 3)
+    path = _write(tmp_path / "f.bin", data)
+    assert digest_file(path, "blake3") == blake3.blake3(data).hexdigest()
+
+
+def test_tree_manifest_orders_by_path_components(tmp_path: Path) -> None:
+    names = ["a.b", "a-b", "a/b", "a/c/d", "ü nicode/file name.txt", "b", "A"]
+    files = {n: _write(tmp_path / n, n.encode() * 3).read_bytes() for n in names}
+    manifest = digest_tree(tmp_path, cache=None)
+    order = [e.path for e in manifest.files]
+    assert order == ["A", "a/b", "a/c/d", "a-b", "a.b", "b", "ü nicode/file name.txt"]
+    for entry in manifest.files:
+        assert entry.digest == hashlib.sha256(files[entry.path]).hexdigest()
+        assert entry.size == len(files[entry.path])
+    expected = hashlib.sha256(b"".join(bytes.fromhex(e.digest) for e in manifest.files))
+    assert manifest.digest == expected.hexdigest()
+
+
+def test_single_file_is_named_dot(tmp_path: Path) -> None:
+    path = _write(tmp_path / "model.bin", b"weights")
+    manifest = digest_tree(path)
+    assert [e.path for e in manifest.files] == ["."]
+    assert manifest.name == "model.bin"
+    assert manifest.digest == tree_digest([hashlib.sha256(b"weights").hexdigest()])
+
+
+@pytest.mark.parametrize(
+    "model", ["v1.0.0-sigstore", "v0.3.1-sigstore", "v1.0.0-certificate", "v1.0.0-elliptic-key"]
+)
+def test_tree_digest_equals_oms_signature(model: str) -> None:
+    directory = shared_testdata("oms", model)
+    statement = read_attestations(directory / "model.sig")[0].envelope.statement()
+    predicate = statement.predicate or {}
+    resources = {r["name"]: r["digest"] for r in predicate["resources"]}
+    target = directory / "signme-1" if resources.keys() == {"."} else directory
+    manifest = digest_tree(target, ignore=["root:model.sig"])
+    assert manifest.digest == statement.subject[0].digest["sha256"]  # type: ignore[index]
+    assert manifest.as_dict() == resources
+
+
+def test_tree_digest_equals_model_signing(tmp_path: Path) -> None:
+    hashing = pytest.importorskip("model_signing.hashing")
+    for name in ["x/y.bin", "x-y.bin", "x.y", "deep/er/file", "space name", "ñ"]:
+        _write(tmp_path / "m" / name, os.urandom(100))
+    _write(tmp_path / "m" / ".git" / "HEAD", b"ref")
+    _write(tmp_path / "m" / ".gitignore", b"*")
+    theirs = hashing.hash(tmp_path / "m")
+    descriptors = list(theirs.resource_descriptors())
+    ours = digest_tree(tmp_path / "m")
+    assert [e.path for e in ours.files] == [d.identifier for d in descriptors]
+    assert ours.digest == tree_digest(d.digest.digest_hex for d in descriptors)
+
+
+def test_shards_equal_model_signing(tmp_path: Path) -> None:
+    hashing = pytest.importorskip("model_signing.hashing")
+    _write(tmp_path / "m" / "big.bin", os.urandom(10_000))
+    _write(tmp_path / "m" / "empty", b"")
+    _write(tmp_path / "m" / "small", b"abc")
+    theirs = hashing.Config().use_shard_serialization(shard_size=4096).hash(tmp_path / "m")
+    descriptors = list(theirs.resource_descriptors())
+    ours = digest_tree(tmp_path / "m", shard_size=4096, workers=2)
+    assert [(e.path, e.digest) for e in ours.files] == [
+        (d.identifier, d.digest.digest_hex) for d in descriptors
+    ]
+    assert ours.method == "shards" and ours.file_count == 2
+
+
+def test_shard_bounds() -> None:
+    assert shard_bounds(0, 4) == []  # as model_signing: no shard for an empty file
+    assert shard_bounds(8, 4) == [(0, 4), (4, 8)]
+    assert shard_bounds(9, 4) == [(0, 4), (4, 8), (8, 9)]
+
+
+def test_parallel_equals_serial(tmp_path: Path) -> None:
+    for i in range(300):
+        _write(tmp_path / f"d{i % 7}" / f"f{i}", os.urandom(i * 13))
+    _write(tmp_path / "large", os.urandom(9 << 20))
+    assert digest_tree(tmp_path, workers=1) == digest_tree(tmp_path, workers=2)
+
+
+def test_ignore_globs(tmp_path: Path) -> None:
+    for name in ["keep.txt", "skip.log", "sub/skip.log", "logs/a", ".git/HEAD", "sub/.git/x"]:
+        _write(tmp_path / name, b"x")
+    manifest = digest_tree(tmp_path, ignore=["*.log", "logs"])
+    assert [e.path for e in manifest.files] == ["keep.txt", "sub/.git/x"]
+    manifest = digest_tree(tmp_path, ignore=["sub/*"], default_ignores=False)
+    assert [e.path for e in manifest.files] == [".git/HEAD", "keep.txt", "logs/a", "skip.log"]
+
+
+def test_symlink_refused_unless_followed(tmp_path: Path) -> None:
+    _write(tmp_path / "m" / "real", b"data")
+    (tmp_path / "m" / "link").symlink_to("real")
+    with pytest.raises(InputError, match="link is a symlink"):
+        digest_tree(tmp_path / "m")
+    manifest = digest_tree(tmp_path / "m", follow_symlinks=True)
+    assert manifest.as_dict()["link"] == manifest.as_dict()["real"]
+
+
+@pytest.mark.parametrize("target", ["../outside", "/etc/hostname", "../m2"])
+def test_symlink_never_escapes_the_tree(tmp_path: Path, target: str) -> None:
+    _write(tmp_path / "outside", b"secret")
+    _write(tmp_path / "m2" / "f", b"x")
+    _write(tmp_path / "m" / "f", b"x")
+    (tmp_path / "m" / "escape").symlink_to(target)
+    with pytest.raises(InputError, match="outside the tree"):
+        digest_tree(tmp_path / "m", follow_symlinks=True)
+
+
+def test_symlinked_directory_cycle_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path / "m" / "d" / "f", b"x")
+    (tmp_path / "m" / "d" / "loop").symlink_to("..")
+    with pytest.raises(InputError, match="cycle"):
+        digest_tree(tmp_path / "m", follow_symlinks=True)
+
+
+def test_special_files_are_refused(tmp_path: Path) -> None:
+    _write(tmp_path / "m" / "f", b"x")
+    os.mkfifo(tmp_path / "m" / "pipe")
+    with pytest.raises(InputError, match="FIFO"):
+        digest_tree(tmp_path / "m")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path / "m" / "secret", b"x")
+    path.chmod(0)
+    with pytest.raises(InputError, match="secret: permission denied"):
+        digest_tree(tmp_path / "m")
+
+
+def test_file_growing_while_hashed_is_caught(tmp_path: Path) -> None:
+    path = _write(tmp_path / "m" / "growing.bin", os.urandom(3 * CHUNK_SIZE))
+
+    def grow(_: int) -> None:
+        with path.open("ab") as handle:
+            handle.write(b"more")
+
+    with pytest.raises(FileChangedError, match="growing.bin: file changed"):
+        digest_tree(tmp_path / "m", progress=grow, workers=1)
+
+
+def test_file_rewritten_same_size_while_hashed_is_caught(tmp_path: Path) -> None:
+    path = _write(tmp_path / "m" / "f.bin", os.urandom(3 * CHUNK_SIZE))
+
+    def rewrite(_: int) -> None:
+        st = path.stat()
+        with path.open("r+b") as handle:
+            handle.write(b"\0" * 16)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+    with pytest.raises(FileChangedError):
+        digest_tree(tmp_path / "m", progress=rewrite, workers=1)
+
+
+def test_cache_reuses_digests_and_invalidates_on_change(tmp_path: Path) -> None:
+    path = _write(tmp_path / "m" / "w.bin", b"A" * 5000)
+    _write(tmp_path / "m" / "other", b"B")
+    cache = DigestCache(tmp_path / "cache", racy_seconds=0)
+    first = digest_tree(tmp_path / "m", cache=cache)
+    hashed: list[int] = []
+    again = digest_tree(tmp_path / "m", cache=cache, on_total=hashed.append)
+    assert again == first and hashed == [0]  # nothing re-hashed
+    # Same size, mtime restored: only ctime tells, and it must.
+    st = path.stat()
+    path.write_bytes(b"C" * 5000)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed = digest_tree(tmp_path / "m", cache=cache)
+    assert changed.as_dict()["w.bin"] == hashlib.sha256(b"C" * 5000).hexdigest()
+    assert changed.digest != first.digest
+
+
+def test_racy_files_are_not_cached(tmp_path: Path) -> None:
+    _write(tmp_path / "m" / "fresh", b"x")
+    cache = DigestCache(tmp_path / "cache")  # default racy window: a just-written file
+    digest_tree(tmp_path / "m", cache=cache)
+    hashed: list[int] = []
+    digest_tree(tmp_path / "m", cache=cache, on_total=hashed.append)
+    assert hashed == [1]
+
+
+def test_broken_cache_only_disables_itself(tmp_path: Path) -> None:
+    (tmp_path / "cache").write_text("not a directory")
+    cache = DigestCache(tmp_path / "cache")
+    assert not cache.enabled
+    _write(tmp_path / "m" / "f", b"x")
+    assert (
+        digest_tree(tmp_path / "m", cache=cache).files[0].digest == hashlib.sha256(b"x").hexdigest()
+    )
+
+
+def test_manifest_round_trip_and_tamper(tmp_path: Path) -> None:
+    _write(tmp_path / "m" / "f", b"x")
+    manifest = digest_tree(tmp_path / "m")
+    assert TreeManifest.from_json(manifest.to_json()) == manifest
+    raw = json.loads(manifest.to_json())
+    raw["files"][0]["digest"] = "00" * 32
+    with pytest.raises(InputError, match="tree digest does not match"):
+        TreeManifest.from_json(json.dumps(raw))
+    with pytest.raises(InputError, match="not valid JSON"):
+        TreeManifest.from_json(b"{nope")
+
+
+# --- the CLI ----------------------------------------------------------------------------
+
+
+def test_cli_digest_text_and_json(tmp_path: Path) -> None:
+    _write(tmp_path / "m" / "a", b"1")
+    _write(tmp_path / "m" / "b", b"2")
+    expected = digest_tree(tmp_path / "m")
+    result = run_cli("digest", tmp_path / "m", "--files")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0] == f"sha256:{expected.digest}  {tmp_path / 'm'}"
+    assert lines[1].split() == [f"sha256:{hashlib.sha256(b'1').hexdigest()}", "a"]
+    result = run_cli("digest", tmp_path / "m", "--json")
+    assert json.loads(result.out)[0]["digest"] == expected.digest
+
+
+def test_cli_check_reports_changed_missing_added(tmp_path: Path) -> None:
+    for name in ["a", "b", "c"]:
+        _write(tmp_path / "m" / name, name.encode())
+    manifest_path = tmp_path / "m.manifest.json"
+    assert run_cli("digest", tmp_path / "m", "--manifest-out", manifest_path).code == 0
+    ok = run_cli("digest", "--check", manifest_path)  # finds the tree beside the manifest
+    assert ok.code == 0 and ok.out.startswith("OK: 3 files")
+    (tmp_path / "m" / "a").write_bytes(b"changed")
+    (tmp_path / "m" / "b").unlink()
+    _write(tmp_path / "m" / "d", b"new")
+    result = run_cli("digest", "--check", manifest_path, tmp_path / "m")
+    assert result.code == 1
+    assert result.out.splitlines() == ["changed: a", "missing: b", "added: d"]
+    assert "1 changed, 1 missing, 1 added" in result.err
+
+
+def test_cli_manifest_out_never_overwrites_without_force(tmp_path: Path) -> None:
+    _write(tmp_path / "m" / "a", b"1")
+    out = _write(tmp_path / "existing.json", b"keep me")
+    result = run_cli("digest", tmp_path / "m", "--manifest-out", out)
+    assert result.code == 2 and "already exists" in result.err
+    assert out.read_bytes() == b"keep me"
+    assert run_cli("digest", tmp_path / "m", "--manifest-out", out, "--force").code == 0
+    assert TreeManifest.from_json(out.read_bytes()).name == "m"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/no/such/path"], "/no/such/path: no such file or directory"),
+        ([], "give at least one PATH"),
+        (["--check", "/no/such/manifest.json"], "cannot read manifest"),
+        (["--algorithm", "md5", "."], "Invalid value"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
+    result = run_cli("digest", *args)
+    assert result.code == 2
+    assert message in result.err
+    assert "Traceback" not in result.err
+
+
+def test_cli_symlink_error_is_one_line(tmp_path: Path) -> None:
+    _write(tmp_path / "m" / "a", b"1")
+    (tmp_path / "m" / "l").symlink_to("/etc/passwd")
+    result = run_cli("digest", tmp_path / "m")
+    assert result.code == 2
+    assert result.err.strip().count("\n") == 0 and "is a symlink" in result.err
+    result = run_cli("digest", tmp_path / "m", "--follow-symlinks")
+    assert result.code == 2 and "outside the tree" in result.err
+
+
+def test_special_file_mode_check() -> None:
+    assert stat.S_ISFIFO(stat.S_IFIFO)
