@@ -179,3 +179,18 @@ def test_statement_input_of_sign_is_validated(tmp_path: Path) -> None:
     assert "subject" in result.err
     bad.write_bytes(base64.b64encode(b"junk"))
     assert run_cli("sign", bad, "--key", key, "--out", tmp_path / "o.json").code == 2
+
+
+def test_raw_ecdsa_signature_starting_with_der_tag_verifies(ec_signer: CryptoSigner) -> None:
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    for attempt in range(5000):
+        payload = SMALL + str(attempt).encode()
+        r, s = decode_dss_signature(sign_envelope(payload, [ec_signer]).signatures[0].sig)
+        raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        if raw[0] == 0x30:
+            break
+    else:  # pragma: no cover - probability ~ (255/256)**5000
+        pytest.fail("no signature with r starting 0x30 found")
+    envelope = Envelope(payload, PAYLOAD_TYPE, [DsseSignature(raw)])
+    assert verify_envelope(envelope, [ec_signer.public_key]).keyids
