@@ -95,9 +95,9 @@ class TreeManifest(BaseModel):
     def identity(self) -> str:
         """The sha256 that names this artifact in attestations: a lone file's own digest
         (sha256 of its bytes, when hashed with sha256), else the tree digest."""
-        if self.method == "files" and self.algorithm == "sha256" and len(self.files) == 1:
-            if self.files[0].path == ".":
-                return self.files[0].digest
+        lone = len(self.files) == 1 and self.files[0].path == "."
+        if lone and self.method == "files" and self.algorithm == "sha256":
+            return self.files[0].digest
         return self.digest
 
     @property
