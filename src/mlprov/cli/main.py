@@ -10,7 +10,10 @@ import sys
 import click
 
 from mlprov import __version__
+from mlprov.cli import attest as attest_cmd
 from mlprov.cli import digest as digest_cmd
+from mlprov.cli import run as run_cmd
+from mlprov.cli import schema as schema_cmd
 from mlprov.errors import MlprovError
 
 
@@ -26,6 +29,9 @@ def cli() -> None:
 
 
 cli.add_command(digest_cmd.digest)
+cli.add_command(attest_cmd.attest)
+cli.add_command(run_cmd.run)
+cli.add_command(schema_cmd.schema)
 
 
 def main(argv: list[str] | None = None) -> int:
