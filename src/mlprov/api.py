@@ -181,6 +181,9 @@ class TrainingRun:
                 want = parse_digest(digest, what=str(location))
                 if any((descriptor.digest or {}).get(k) != v for k, v in want.items()):
                     raise InputError(f"{location} does not have digest {digest}")
+        for known in self._inputs:
+            if known.name == descriptor.name and known.digest == descriptor.digest:
+                return known  # the same file named twice (e.g. --config and --materials)
         self._check_unique(self._inputs, descriptor.name, role)
         self._inputs.append(descriptor)
         return descriptor

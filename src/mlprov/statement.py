@@ -23,7 +23,14 @@ MAX_STATEMENT_BYTES = 64 << 20
 class ResourceDescriptor(BaseModel):
     """An artifact: named, located and/or identified by digests (in-toto ResourceDescriptor)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=True,
+        # in-toto: at least one of name, uri, digest (checked in documents read from outside).
+        json_schema_extra={
+            "anyOf": [{"required": ["name"]}, {"required": ["uri"]}, {"required": ["digest"]}]
+        },
+    )
 
     name: str | None = None
     uri: str | None = None
