@@ -23,7 +23,14 @@ MAX_STATEMENT_BYTES = 64 << 20
 class ResourceDescriptor(BaseModel):
     """An artifact: named, located and/or identified by digests (in-toto ResourceDescriptor)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=True,
+        # in-toto: at least one of name, uri, digest (checked in documents read from outside).
+        json_schema_extra={
+            "anyOf": [{"required": ["name"]}, {"required": ["uri"]}, {"required": ["digest"]}]
+        },
+    )
 
     name: str | None = None
     uri: str | None = None
@@ -94,3 +101,28 @@ class Statement(BaseModel):
     def subject_digests(self) -> list[tuple[str | None, dict[str, str]]]:
         """(name, digest set) of every subject."""
         return [(s.name, dict(s.digest or {})) for s in self.subject]
+
+    def check_structure(self) -> None:
+        """Validate with in_toto_attestation's protobuf Statement; raises InputError if invalid.
+
+        The protobuf copy is parsed from `to_bytes()` and thrown away: it is only a
+        second opinion on the structure, never the bytes that are written or signed.
+        """
+        check_in_toto_structure(self.to_bytes())
+
+
+def check_in_toto_structure(data: bytes, *, source: str = "statement") -> None:
+    """Run `in_toto_attestation.v1.statement.Statement.validate()` over Statement JSON bytes."""
+    from google.protobuf import json_format  # type: ignore[import-untyped]
+    from in_toto_attestation.v1 import statement_pb2
+    from in_toto_attestation.v1.statement import Statement as PbStatement
+
+    try:
+        proto = json_format.Parse(
+            data,
+            statement_pb2.Statement(),
+            ignore_unknown_fields=True,
+        )
+        PbStatement.copy_from_pb(proto).validate()
+    except (json_format.ParseError, ValueError) as exc:
+        raise InputError(f"{source}: not a valid in-toto Statement: {exc}") from None

@@ -10,11 +10,14 @@ import sys
 import click
 
 from mlprov import __version__
+from mlprov.cli import attest as attest_cmd
 from mlprov.cli import digest as digest_cmd
 from mlprov.cli import keygen as keygen_cmd
 from mlprov.cli import model as model_cmd
 from mlprov.cli import sign as sign_cmd
 from mlprov.cli import verify as verify_cmd
+from mlprov.cli import run as run_cmd
+from mlprov.cli import schema as schema_cmd
 from mlprov.errors import MlprovError
 
 
@@ -34,6 +37,9 @@ cli.add_command(keygen_cmd.keygen)
 cli.add_command(sign_cmd.sign)
 cli.add_command(verify_cmd.verify)
 cli.add_command(model_cmd.model)
+cli.add_command(attest_cmd.attest)
+cli.add_command(run_cmd.run)
+cli.add_command(schema_cmd.schema)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,512 @@
+"""The public Python API: record an ML step as an in-toto Statement from inside the script.
+
+    with mlprov.TrainingRun(step="train", out="train.intoto.json") as run:
+        run.dataset("train", "data/")
+        run.config({"lr": 0.1, "epochs": 20})
+        ...
+        run.model("model/")
+        run.metrics({"loss": 0.12})
+
+The Statement (SLSA Provenance v1) is written when the block ends; if the block raises,
+it is still written, marked failed, and the exception propagates. The CLI's
+`mlprov attest` and `mlprov run` use this same class, so both record the same facts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from mlprov.collect.artifacts import describe_path, is_uri, parse_digest
+from mlprov.collect.builder import detect_builder, parse_timestamp, utc_now
+from mlprov.collect.config import json_ready, load_config
+from mlprov.collect.datasets import describe_dataset
+from mlprov.collect.environment import Environment, collect_environment, package_descriptors
+from mlprov.collect.git import GitSource, collect_git
+from mlprov.digest import DigestCache, TreeManifest
+from mlprov.digest.manifest import MANIFEST_MEDIA_TYPE
+from mlprov.errors import InputError
+from mlprov.fsio import check_writable, write_bytes_atomic
+from mlprov.predicates import SLSA_PROVENANCE_V1, TEST_RESULT_V01
+from mlprov.predicates.slsa_provenance import (
+    BUILD_TYPES,
+    BuildDefinition,
+    Builder,
+    BuildMetadata,
+    RunDetails,
+    RunOutcome,
+    SLSAProvenance,
+    build_type_uri,
+)
+from mlprov.predicates.test_result import TestResult, Threshold
+from mlprov.statement import ResourceDescriptor, Statement
+
+__all__ = ["TrainingRun", "evaluation_statement", "write_statement"]
+
+
+def write_statement(statement: Statement, out: str | Path, *, force: bool = False) -> bytes:
+    """Check a Statement's structure and write its canonical bytes atomically; returns them."""
+    statement.check_structure()
+    data = statement.to_bytes()
+    write_bytes_atomic(Path(out), data, force=force)
+    return data
+
+
+def _stem(out: Path) -> str:
+    name = out.name
+    for suffix in (".intoto.json", ".json"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+class TrainingRun:
+    """Collects the facts of one ML step and turns them into a SLSA Provenance Statement.
+
+    `observed=True` (the default) means the step runs now, inside this object's
+    lifetime: start/finish times and the outcome are recorded. `observed=False` records
+    a step that already ran (`mlprov attest`): no time or outcome is invented, only
+    those given as `started_on` / `finished_on`.
+    """
+
+    def __init__(
+        self,
+        *,
+        step: str | None = None,
+        out: str | Path | None = None,
+        build_type: str = "training",
+        builder_id: str | None = None,
+        invocation_id: str | None = None,
+        force: bool = False,
+        record_host: bool = False,
+        record_packages: bool = True,
+        source_dir: str | Path | None = ".",
+        write_manifests: bool = True,
+        file_subjects: bool = False,
+        observed: bool = True,
+        started_on: str | None = None,
+        finished_on: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        if build_type not in BUILD_TYPES:
+            raise InputError(f"unknown build type {build_type!r}; known: {', '.join(BUILD_TYPES)}")
+        self.build_type = build_type
+        self.step = step or BUILD_TYPES[build_type]
+        if not self.step.strip():
+            raise InputError("the step name must not be empty")
+        self.out = Path(out) if out is not None else None
+        self.force = force
+        self.record_host = record_host
+        self.record_packages = record_packages
+        self.source_dir = Path(source_dir) if source_dir is not None else None
+        self.write_manifests = write_manifests
+        self.file_subjects = file_subjects
+        self.observed = observed
+        self.identity = detect_builder(
+            os.environ if environ is None else environ,
+            builder_id=builder_id,
+            invocation_id=invocation_id,
+        )
+        self.started_on = (
+            parse_timestamp(started_on, what="started-on")
+            if started_on
+            else (utc_now() if observed else None)
+        )
+        self.finished_on = parse_timestamp(finished_on, what="finished-on") if finished_on else None
+        self.cache = DigestCache()
+        self._external: dict[str, Any] = {}
+        self._parameters: dict[str, Any] = {}
+        self._seeds: dict[str, int] = {}
+        self._inputs: list[ResourceDescriptor] = []
+        self._subjects: list[ResourceDescriptor] = []
+        self._byproducts: list[ResourceDescriptor] = []
+        self._manifests: list[tuple[str, TreeManifest]] = []
+        self._finished: Statement | None = None
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def dataset(
+        self,
+        name: str,
+        location: str | Path,
+        *,
+        digest: str | None = None,
+        split: str | None = None,
+        license: str | None = None,
+    ) -> ResourceDescriptor:
+        """Record a dataset read by the step: a path, a hub snapshot, or `URI#sha256=HEX`."""
+        self._check_unique(self._inputs, name, "dataset")
+        record = describe_dataset(
+            name, location, digest=digest, split=split, license=license, cache=self.cache
+        )
+        if record.manifest is not None:
+            self._manifests.append((name, record.manifest))
+        self._inputs.append(record.descriptor)
+        return record.descriptor
+
+    def base_model(
+        self, location: str | Path, *, digest: str | None = None, name: str | None = None
+    ) -> ResourceDescriptor:
+        """Record the model this step started from (fine-tuning, conversion)."""
+        return self.material(location, digest=digest, name=name, role="base-model")
+
+    def material(
+        self,
+        location: str | Path,
+        *,
+        digest: str | None = None,
+        name: str | None = None,
+        role: str = "material",
+    ) -> ResourceDescriptor:
+        """Record any other input: a local path (digested) or `URI#sha256=HEX`."""
+        if isinstance(location, str) and is_uri(location):
+            record = describe_dataset(
+                name or location.rsplit("/", 1)[-1].split("#")[0] or "input",
+                location,
+                digest=digest,
+                role=role,
+            )
+            descriptor = record.descriptor
+        else:
+            described = describe_path(
+                Path(location), name=name, cache=self.cache, annotations={"role": role}
+            )
+            descriptor = described.descriptor
+            if digest is not None:
+                want = parse_digest(digest, what=str(location))
+                if any((descriptor.digest or {}).get(k) != v for k, v in want.items()):
+                    raise InputError(f"{location} does not have digest {digest}")
+        for known in self._inputs:
+            if known.name == descriptor.name and known.digest == descriptor.digest:
+                return known  # the same file named twice (e.g. --config and --materials)
+        self._check_unique(self._inputs, descriptor.name, role)
+        self._inputs.append(descriptor)
+        return descriptor
+
+    def config(self, config: Mapping[str, Any] | str | Path) -> None:
+        """Record the configuration: a mapping, or a YAML/JSON/TOML file (plus its digest)."""
+        if isinstance(config, Mapping):
+            values = json_ready(dict(config))
+        else:
+            record = load_config(Path(config))
+            values = record.values
+            self._external["configFile"] = record.descriptor.name
+            self._check_unique(self._inputs, record.descriptor.name, "config")
+            self._inputs.append(record.descriptor)
+        self._external["config"] = values
+
+    def param(self, key: str, value: Any) -> None:
+        """Record one parameter override (`--param key=value`), its type kept."""
+        if not key:
+            raise InputError("a parameter needs a name")
+        self._parameters[key] = json_ready(value, where=key)
+
+    def params(self, values: Mapping[str, Any]) -> None:
+        """Record several parameter overrides."""
+        for key, value in values.items():
+            self.param(key, value)
+
+    def seed(self, name: str, value: int) -> None:
+        """Record a random seed the platform or script chose (internalParameters.seeds)."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"seed {name}: {value!r} is not an integer")
+        self._seeds[name] = value
+
+    def entry_point(self, entry_point: str) -> None:
+        """Record the script or module that ran the step."""
+        self._external["entryPoint"] = entry_point
+
+    def command(self, argv: Sequence[str]) -> None:
+        """Record the command line that ran the step (`mlprov run`)."""
+        self._external["command"] = [str(a) for a in argv]
+
+    # -- outputs ------------------------------------------------------------------------
+
+    def model(self, path: str | Path, *, name: str | None = None) -> ResourceDescriptor:
+        """Record the model the step produced: a subject, named by its directory."""
+        return self.product(path, name=name)
+
+    def product(
+        self,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        annotations: dict[str, Any] | None = None,
+    ) -> ResourceDescriptor:
+        """Record an output file or tree as a subject (tree digest for a directory)."""
+        described = describe_path(Path(path), name=name, cache=self.cache)
+        subject = ResourceDescriptor(
+            name=described.descriptor.name,
+            digest=described.descriptor.digest,
+            annotations=annotations or None,
+        )
+        self._check_unique(self._subjects, subject.name, "output")
+        self._subjects.append(subject)
+        if self.file_subjects and described.is_dir:
+            for entry in described.manifest.files:
+                self._subjects.append(
+                    ResourceDescriptor(
+                        name=f"{subject.name}/{entry.path}",
+                        digest={described.manifest.algorithm: entry.digest},
+                    )
+                )
+        return subject
+
+    def output_dataset(
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        split: str | None = None,
+        license: str | None = None,
+    ) -> ResourceDescriptor:
+        """Record a dataset the step produced (dataset preparation) as a subject."""
+        record = describe_dataset(name, path, split=split, license=license, cache=self.cache)
+        notes = {k: v for k, v in (record.descriptor.annotations or {}).items() if k != "role"}
+        subject = ResourceDescriptor(
+            name=name, digest=record.descriptor.digest, annotations=notes or None
+        )
+        self._check_unique(self._subjects, name, "output dataset")
+        self._subjects.append(subject)
+        if record.manifest is not None:
+            self._manifests.append((name, record.manifest))
+        return subject
+
+    def metrics(self, values: Mapping[str, Any] | str | Path) -> None:
+        """Record metrics (a mapping or a JSON file of them) as a byproduct."""
+        if isinstance(values, Mapping):
+            data = json.dumps(json_ready(dict(values)), sort_keys=True).encode()
+            name, parsed = "metrics.json", json_ready(dict(values))
+        else:
+            path = Path(values)
+            parsed, data = read_metrics(path), path.read_bytes()
+            name = path.name
+        self._byproducts = [b for b in self._byproducts if b.name != name]
+        self._byproducts.append(
+            ResourceDescriptor(
+                name=name,
+                digest={"sha256": hashlib.sha256(data).hexdigest()},
+                mediaType="application/json",
+                annotations={"role": "metrics", "metrics": parsed},
+            )
+        )
+
+    def byproduct(
+        self, path: str | Path, *, name: str | None = None, role: str = "log"
+    ) -> ResourceDescriptor:
+        """Record a log, checkpoint or other side output by digest."""
+        described = describe_path(
+            Path(path), name=name, cache=self.cache, annotations={"role": role}
+        )
+        self._check_unique(self._byproducts, described.descriptor.name, role)
+        self._byproducts.append(described.descriptor)
+        return described.descriptor
+
+    # -- the statement ------------------------------------------------------------------
+
+    def _check_unique(self, items: list[ResourceDescriptor], name: str | None, what: str) -> None:
+        if name is not None and any(item.name == name for item in items):
+            raise InputError(f"{what} {name!r} is recorded twice")
+
+    def _manifest_path(self, name: str) -> Path:
+        assert self.out is not None
+        return self.out.parent / f"{_stem(self.out)}.{name.replace('/', '_')}.manifest.json"
+
+    def _source(self) -> GitSource:
+        if self.source_dir is None:
+            return GitSource(absent="not recorded (no source directory given)")
+        return collect_git(self.source_dir)
+
+    def statement(self, *, exit_code: int | None = None, error: str | None = None) -> Statement:
+        """Build the Statement from what was recorded (without writing anything)."""
+        subjects = list(self._subjects)
+        if not subjects:
+            if error is None and (exit_code in (None, 0)):
+                raise InputError("nothing was produced: record a model or output first")
+            subjects = [self._invocation_subject()]
+        environment: Environment = collect_environment(
+            record_host=self.record_host, record_packages=self.record_packages
+        )
+        source = self._source()
+        external: dict[str, Any] = {"step": self.step, **self._external}
+        if self._parameters:
+            external["parameters"] = dict(self._parameters)
+        if source.absent:
+            external["source"] = {"absent": source.absent}
+        else:
+            reference = {"repository": source.remote}
+            if source.branch:
+                reference["ref"] = f"refs/heads/{source.branch}"
+            external["source"] = {k: v for k, v in reference.items() if v}
+        internal = environment.internal_parameters()
+        if self._seeds:
+            internal["seeds"] = dict(self._seeds)
+        dependencies = list(self._inputs)
+        commit = source.descriptor()
+        if commit is not None:
+            dependencies.append(commit)
+        dependencies.extend(package_descriptors(environment.packages))
+        byproducts = list(self._byproducts) + self._manifest_descriptors()
+        outcome = None
+        if self.observed or exit_code is not None or error is not None:
+            failed = error is not None or (exit_code not in (None, 0))
+            outcome = RunOutcome(
+                outcome="failed" if failed else "succeeded", exitCode=exit_code, error=error
+            )
+        finished = self.finished_on or (utc_now() if self.observed else None)
+        metadata = BuildMetadata.model_validate(
+            {
+                "invocationId": self.identity.invocation_id,
+                "startedOn": self.started_on,
+                "finishedOn": finished,
+                **({"mlprov": outcome.model_dump(exclude_none=True)} if outcome else {}),
+            }
+        )
+        from mlprov import __version__
+
+        predicate = SLSAProvenance(
+            buildDefinition=BuildDefinition(
+                buildType=build_type_uri(self.build_type),
+                externalParameters=external,
+                internalParameters=internal,
+                resolvedDependencies=dependencies or None,
+            ),
+            runDetails=RunDetails(
+                builder=Builder(id=self.identity.builder_id, version={"mlprov": __version__}),
+                metadata=metadata,
+                byproducts=byproducts or None,
+            ),
+        )
+        statement = Statement(
+            subject=subjects, predicateType=SLSA_PROVENANCE_V1, predicate=predicate.to_dict()
+        )
+        statement.check_structure()
+        return statement
+
+    def _invocation_subject(self) -> ResourceDescriptor:
+        """The subject of a failed run that produced nothing: the invocation itself."""
+        invocation = self.identity.invocation_id
+        return ResourceDescriptor(
+            name=f"invocation/{self.step}",
+            digest={"sha256": hashlib.sha256(invocation.encode()).hexdigest()},
+            annotations={"invocationId": invocation, "note": "the failed run produced no output"},
+        )
+
+    def _manifest_descriptors(self) -> list[ResourceDescriptor]:
+        if not (self.write_manifests and self.out is not None):
+            return []
+        out = []
+        for name, manifest in self._manifests:
+            path = self._manifest_path(name)
+            out.append(
+                ResourceDescriptor(
+                    name=path.name,
+                    digest={"sha256": hashlib.sha256(manifest.to_json()).hexdigest()},
+                    mediaType=MANIFEST_MEDIA_TYPE,
+                    annotations={
+                        "role": "manifest",
+                        "describes": name,
+                        "treeDigest": {"sha256": manifest.digest},
+                    },
+                )
+            )
+        return out
+
+    def finish(self, *, exit_code: int | None = None, error: str | None = None) -> Statement:
+        """Build the Statement and write it (and dataset manifests) to `out`, once."""
+        if self._finished is not None:
+            return self._finished
+        statement = self.statement(exit_code=exit_code, error=error)
+        if self.out is not None:
+            targets = [self.out]
+            if self.write_manifests:
+                targets += [self._manifest_path(name) for name, _ in self._manifests]
+            for target in targets:
+                check_writable(target, force=self.force)
+            if self.write_manifests:
+                for name, manifest in self._manifests:
+                    write_bytes_atomic(
+                        self._manifest_path(name), manifest.to_json(), force=self.force
+                    )
+            write_statement(statement, self.out, force=self.force)
+        self._finished = statement
+        self.cache.close()
+        return statement
+
+    def __enter__(self) -> TrainingRun:
+        if self.observed and self.started_on is None:
+            self.started_on = utc_now()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.finish(exit_code=0)
+            return
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
+        self.finish(exit_code=code, error=reason)
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A metrics JSON file: an object of names to values; InputError otherwise."""
+    try:
+        raw = json.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a JSON metrics file ({exc})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: metrics must be a JSON object of name: value")
+    values: dict[str, Any] = json_ready(raw)
+    return values
+
+
+def evaluation_statement(
+    *,
+    model: str | Path,
+    metrics: Mapping[str, Any] | str | Path,
+    datasets: Sequence[tuple[str, str | Path]] = (),
+    thresholds: Sequence[str | Threshold] = (),
+    config: str | Path | None = None,
+    step: str = "eval",
+    url: str | None = None,
+    model_name: str | None = None,
+) -> Statement:
+    """A test-result v0.1 Statement: the model as subject, datasets as configuration, metrics."""
+    cache = DigestCache()
+    try:
+        described = describe_path(Path(model), name=model_name, cache=cache)
+        subject = ResourceDescriptor(
+            name=described.descriptor.name, digest=described.descriptor.digest
+        )
+        configuration: list[ResourceDescriptor] = []
+        for name, location in datasets:
+            if any(c.name == name for c in configuration):
+                raise InputError(f"dataset {name!r} is recorded twice")
+            configuration.append(describe_dataset(name, location, cache=cache).descriptor)
+    finally:
+        cache.close()
+    if config is not None:
+        configuration.append(load_config(Path(config)).descriptor)
+    values = (
+        json_ready(dict(metrics)) if isinstance(metrics, Mapping) else read_metrics(Path(metrics))
+    )
+    checks = [t if isinstance(t, Threshold) else Threshold.parse(t) for t in thresholds]
+    predicate = TestResult.evaluate(
+        step=step, metrics=values, thresholds=checks, configuration=configuration, url=url
+    )
+    statement = Statement(
+        subject=[subject], predicateType=TEST_RESULT_V01, predicate=predicate.to_dict()
+    )
+    statement.check_structure()
+    return statement

@@ -1,0 +1,172 @@
+"""`mlprov run`: run a command and record it (materials before, products after) as provenance.
+
+A failing command still leaves its record (marked failed), and mlprov exits with the
+command's own exit code, so `mlprov run` can stand in for the command in a pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlprov.api import TrainingRun
+from mlprov.cli._common import force_option
+from mlprov.collect.builder import utc_now
+from mlprov.collect.config import parse_overrides
+from mlprov.errors import InputError
+from mlprov.fsio import check_writable
+
+EPILOG = """\b
+Examples:
+  mlprov run --step train --materials data/ train.py --products model/ \\
+      --config train.yaml --out train.intoto.json -- python train.py --epochs 20
+  mlprov run --step prep --materials raw.csv --products data/ --out prep.intoto.json \\
+      -- python prep.py raw.csv data/
+"""
+
+
+class GreedyOption(click.Option):
+    """An option taking one or more values: `--materials a b c` (until the next `-...`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("multiple", True)
+        super().__init__(*args, **kwargs)
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if option is None:
+                continue
+            original = option.process
+
+            def process(value: Any, state: Any, original: Any = original) -> None:
+                original(value, state)
+                while state.rargs and not state.rargs[0].startswith("-"):
+                    original(state.rargs.pop(0), state)
+
+            option.process = process
+
+
+@click.command(
+    epilog=EPILOG,
+    context_settings={"allow_interspersed_args": False},
+)
+@click.option("--step", required=True, help="Step name recorded (layouts match steps by it).")
+@click.option(
+    "--materials",
+    cls=GreedyOption,
+    type=click.Path(path_type=Path),
+    metavar="PATH...",
+    help="Inputs, hashed before the command runs.",
+)
+@click.option(
+    "--products",
+    cls=GreedyOption,
+    type=click.Path(path_type=Path),
+    metavar="PATH...",
+    help="Outputs, hashed after it (the subjects).",
+)
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file used.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Parameter recorded.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Where to write the Statement (JSON).",
+)
+@click.option("--builder-id", help="Builder URI (default: from CI variables, else local).")
+@click.option("--source-dir", type=click.Path(path_type=Path), default=Path("."), show_default=True)
+@click.option("--no-git", is_flag=True, help="Do not record the git source.")
+@click.option("--record-host", is_flag=True, help="Record the hostname.")
+@click.option("--no-packages", is_flag=True, help="Do not list installed Python distributions.")
+@force_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stderr.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def run(
+    ctx: click.Context,
+    step: str,
+    materials: tuple[Path, ...],
+    products: tuple[Path, ...],
+    config_file: Path | None,
+    params: tuple[str, ...],
+    out: Path,
+    builder_id: str | None,
+    source_dir: Path,
+    no_git: bool,
+    record_host: bool,
+    no_packages: bool,
+    force: bool,
+    as_json: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND (after `--`), recording materials, products, exit code, timing, environment."""
+    check_writable(out, force=force)
+    recorder = TrainingRun(
+        step=step,
+        out=out,
+        build_type="run",
+        builder_id=builder_id,
+        force=force,
+        record_host=record_host,
+        record_packages=not no_packages,
+        source_dir=None if no_git else source_dir,
+        write_manifests=False,
+    )
+    if config_file is not None:
+        recorder.config(config_file)
+    recorder.params(parse_overrides(params))
+    recorder.command(command)
+    for path in materials:
+        recorder.material(path)
+    recorder.started_on = utc_now()
+    code, error = _execute(command)
+    missing = [p for p in products if not p.exists()]
+    for path in products:
+        if path.exists():
+            recorder.product(path)
+    if error is None and missing:
+        error = f"product {missing[0]} was not created"
+        code = code or 1
+    statement = recorder.finish(exit_code=code, error=error)
+    summary = {"out": str(out), "exitCode": code, "error": error, "step": step}
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True), err=True)
+    else:
+        state = "failed" if error or code else "succeeded"
+        names = ", ".join(s.name or "?" for s in statement.subject)
+        click.echo(f"mlprov: {step} {state} (exit {code}); wrote {out} [{names}]", err=True)
+        if error:
+            click.echo(f"mlprov: {error}", err=True)
+    if code:
+        ctx.exit(code)
+
+
+def _execute(command: tuple[str, ...]) -> tuple[int, str | None]:
+    """Run the command with the terminal's stdio; (exit code, reason if it failed)."""
+    if not command:
+        raise InputError("give the command to run after `--`")
+    try:
+        process = subprocess.Popen(list(command))
+    except FileNotFoundError:
+        return 127, f"command not found: {command[0]}"
+    except PermissionError:
+        return 126, f"command not executable: {command[0]}"
+    except OSError as exc:
+        return 126, f"cannot run {command[0]}: {exc.strerror}"
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        code = process.wait()
+    if code < 0:
+        name = signal.Signals(-code).name
+        return 128 - code, f"command killed by {name}"
+    if code:
+        return code, f"command exited with {code}"
+    return 0, None

@@ -1,0 +1,73 @@
+"""`mlprov schema`: print the JSON Schema of a document, generated from the models now."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import click
+
+from mlprov.errors import InputError
+from mlprov.schemagen import (
+    PREDICATE_SCHEMAS,
+    SCHEMAS,
+    schema_bytes,
+    validate_document,
+    validate_statement,
+)
+
+EPILOG = """\b
+Examples:
+  mlprov schema                                  # list the schema names
+  mlprov schema slsa-provenance                  # print one schema
+  mlprov schema statement --validate out/train.intoto.json   # exit 2 at the first error
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("name", required=False)
+@click.option(
+    "--validate",
+    "document",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Validate a JSON document against schema NAME instead of printing it.",
+)
+def schema(name: str | None, document: Path | None) -> None:
+    """Print the JSON Schema NAME (or list the names); --validate checks a document with it.
+
+    Validating a Statement (NAME `statement`) also validates its predicate when mlprov
+    knows the predicateType; giving a predicate's NAME with a Statement checks both.
+    """
+    if name is None:
+        for known in sorted(SCHEMAS):
+            click.echo(known)
+        return
+    if document is None:
+        click.echo(schema_bytes(name).decode(), nl=False)
+        return
+    if name not in SCHEMAS:
+        raise InputError(f"no schema named {name!r}; known: {', '.join(sorted(SCHEMAS))}")
+    try:
+        data = json.loads(document.read_bytes())
+    except FileNotFoundError:
+        raise InputError(f"{document}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{document}: not valid JSON ({exc})") from None
+    if name == "statement":
+        validate_statement(data, source=str(document))
+    elif name in PREDICATE_SCHEMAS.values() and _is_statement(data):
+        validate_statement(data, source=str(document))
+        if PREDICATE_SCHEMAS.get(str(data.get("predicateType"))) != name:
+            raise InputError(
+                f"{document}: predicateType is {data.get('predicateType')!r}, not {name}"
+            )
+    else:
+        validate_document(name, data, source=str(document))
+    click.echo(f"OK: {document} is a valid {name}")
+
+
+def _is_statement(data: Any) -> TypeGuard[dict[str, Any]]:
+    return isinstance(data, dict) and str(data.get("_type", "")).startswith(
+        "https://in-toto.io/Statement/"
+    )

@@ -1,0 +1,127 @@
+"""Local files and trees, and Hugging Face hub cache snapshots, as ResourceDescriptors.
+
+A directory is identified by its tree digest (OMS-compatible, as `mlprov digest` prints);
+a single file by the sha256 of its bytes. A hub cache snapshot
+(`.../datasets--org--name/snapshots/REV/`) is read offline: its symlinks into `blobs/`
+are followed inside the repository's cache folder, never out of it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from mlprov.digest import DigestCache, TreeManifest, digest_tree
+from mlprov.errors import InputError
+from mlprov.statement import ResourceDescriptor
+
+_HF_REPO_DIR = re.compile(r"^(models|datasets|spaces)--(.+)$")
+_DIGEST_SPEC = re.compile(r"^(sha256|sha384|sha512|blake3|gitCommit|sha1)[:=]([0-9a-fA-F]+)$")
+
+
+@dataclass(frozen=True)
+class HubSnapshot:
+    """Where a Hugging Face hub cache snapshot came from: repo type, repo id, revision."""
+
+    kind: str
+    repo_id: str
+    revision: str
+    repo_dir: Path
+
+    @property
+    def uri(self) -> str:
+        """`hf://datasets/org/name@REV` (the form huggingface_hub's HfFileSystem reads)."""
+        prefix = "" if self.kind == "models" else f"{self.kind}/"
+        return f"hf://{prefix}{self.repo_id}@{self.revision}"
+
+
+def hub_snapshot(path: Path) -> HubSnapshot | None:
+    """The hub repo a `snapshots/REV` directory belongs to, or None if it is not one."""
+    resolved = path.absolute()
+    if resolved.parent.name != "snapshots" or not path.is_dir():
+        return None
+    match = _HF_REPO_DIR.match(resolved.parent.parent.name)
+    if not match:
+        return None
+    kind, flat = match.groups()
+    return HubSnapshot(kind, flat.replace("--", "/"), resolved.name, resolved.parent.parent)
+
+
+@dataclass(frozen=True)
+class DescribedPath:
+    """A path on disk described: its descriptor and, for trees, its manifest."""
+
+    descriptor: ResourceDescriptor
+    manifest: TreeManifest
+    is_dir: bool
+
+
+def check_name(name: str, *, what: str) -> str:
+    """A descriptor name must be a relative POSIX path without `..` (DESIGN rule)."""
+    if not name or name.startswith("/") or "\\" in name or ".." in PurePosixPath(name).parts:
+        raise InputError(f"{what} name {name!r} must be a relative path without '..'")
+    return name
+
+
+def describe_path(
+    path: Path,
+    *,
+    name: str | None = None,
+    cache: DigestCache | None = None,
+    annotations: dict[str, Any] | None = None,
+) -> DescribedPath:
+    """Digest a local file or directory (or hub snapshot) into a named ResourceDescriptor."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"{path}: no such file or directory")
+    snapshot = hub_snapshot(path)
+    if snapshot is not None:
+        manifest = digest_tree(
+            path, follow_symlinks=True, symlink_boundary=snapshot.repo_dir.resolve(), cache=cache
+        )
+    else:
+        manifest = digest_tree(path, cache=cache)
+    is_dir = path.is_dir()
+    digest = manifest.digest if is_dir else manifest.files[0].digest
+    notes: dict[str, Any] = {"fileCount": manifest.file_count, "byteSize": manifest.total_size}
+    if snapshot is not None:
+        notes["huggingFace"] = {
+            "repoType": snapshot.kind.rstrip("s"),
+            "repoId": snapshot.repo_id,
+            "revision": snapshot.revision,
+        }
+    notes.update(annotations or {})
+    descriptor = ResourceDescriptor(
+        name=check_name(name or manifest.name, what="artifact"),
+        uri=snapshot.uri if snapshot else None,
+        digest={"sha256": digest},
+        annotations=notes,
+    )
+    return DescribedPath(descriptor, manifest, is_dir)
+
+
+def parse_digest(spec: str, *, what: str) -> dict[str, str]:
+    """`sha256:HEX` or `sha256=HEX` to a digest set; raises InputError otherwise."""
+    match = _DIGEST_SPEC.match(spec.strip())
+    if not match:
+        raise InputError(f"{what}: digest {spec!r} is not ALGORITHM:HEX (e.g. sha256:ab12...)")
+    algorithm, value = match.groups()
+    lengths = {"sha256": 64, "sha384": 96, "sha512": 128, "blake3": 64, "sha1": 40, "gitCommit": 40}
+    if len(value) != lengths[algorithm]:
+        raise InputError(f"{what}: a {algorithm} digest has {lengths[algorithm]} hex digits")
+    return {algorithm: value.lower()}
+
+
+def split_uri_digest(location: str) -> tuple[str, str | None]:
+    """`https://host/x#sha256=HEX` (pip's hash fragment) to (uri, digest spec or None)."""
+    uri, sep, fragment = location.rpartition("#")
+    if sep and _DIGEST_SPEC.match(fragment):
+        return uri, fragment
+    return location, None
+
+
+def is_uri(location: str) -> bool:
+    """True for `scheme://...` locations (as opposed to local paths)."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", location) is not None

@@ -1,0 +1,74 @@
+"""Datasets as ResourceDescriptors: a local file or tree, a hub cache snapshot, or a URI.
+
+A local dataset is digested (tree digest for a directory, sha256 for a file) and keeps
+its manifest so the caller can write it beside the attestation; a URI is recorded with
+the digest the user supplies (`URI#sha256=HEX`, pip's convention) and never fetched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlprov.collect.artifacts import (
+    check_name,
+    describe_path,
+    is_uri,
+    parse_digest,
+    split_uri_digest,
+)
+from mlprov.digest import DigestCache, TreeManifest
+from mlprov.errors import InputError
+from mlprov.statement import ResourceDescriptor
+
+#: Split names recorded when a dataset's own name is one of them.
+SPLITS = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """A dataset's descriptor and, for a local directory, its manifest."""
+
+    descriptor: ResourceDescriptor
+    manifest: TreeManifest | None = None
+
+
+def describe_dataset(
+    name: str,
+    location: str | Path,
+    *,
+    digest: str | None = None,
+    split: str | None = None,
+    license: str | None = None,
+    role: str = "dataset",
+    cache: DigestCache | None = None,
+) -> DatasetRecord:
+    """Describe one dataset named `name` at a path, hub snapshot or `URI#sha256=HEX`."""
+    check_name(name, what="dataset")
+    notes: dict[str, Any] = {"role": role}
+    chosen_split = split or SPLITS.get(name.lower())
+    if chosen_split:
+        notes["split"] = chosen_split
+    if license:
+        notes["license"] = license
+    text = str(location)
+    if isinstance(location, str) and is_uri(text):
+        uri, fragment = split_uri_digest(text)
+        spec = digest or fragment
+        if spec is None:
+            raise InputError(
+                f"dataset {name}: {uri} is remote; give its digest as URI#sha256=HEX "
+                "(mlprov never downloads it)"
+            )
+        descriptor = ResourceDescriptor(
+            name=name, uri=uri, digest=parse_digest(spec, what=f"dataset {name}"), annotations=notes
+        )
+        return DatasetRecord(descriptor)
+    described = describe_path(Path(location), name=name, cache=cache, annotations=notes)
+    if digest is not None:
+        expected = parse_digest(digest, what=f"dataset {name}")
+        actual = described.descriptor.digest or {}
+        if any(actual.get(k) != v for k, v in expected.items()):
+            raise InputError(f"dataset {name}: {location} does not have digest {digest}")
+    return DatasetRecord(described.descriptor, described.manifest if described.is_dir else None)
