@@ -11,6 +11,7 @@ import click
 
 from mlprov import __version__
 from mlprov.cli import digest as digest_cmd
+from mlprov.cli import policy as policy_cmd
 from mlprov.errors import MlprovError
 
 
@@ -26,6 +27,7 @@ def cli() -> None:
 
 
 cli.add_command(digest_cmd.digest)
+cli.add_command(policy_cmd.policy)
 
 
 def main(argv: list[str] | None = None) -> int:

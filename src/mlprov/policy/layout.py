@@ -144,6 +144,10 @@ class Layout(_Strict):
     steps: list[Step] = Field(min_length=1)
     subjects: list[SubjectRuleSpec] = Field(default_factory=list)
     expectedVerifications: list[ExpectedVerification] = Field(default_factory=list)
+    verifiedLevels: list[str] = Field(
+        default_factory=lambda: ["SLSA_BUILD_LEVEL_1"],
+        description="What a pass vouches for: the VSA's verifiedLevels when PASSED",
+    )
     inspections: list[dict[str, Any]] | None = Field(
         default=None, description="Not supported: a layout with inspections is refused"
     )

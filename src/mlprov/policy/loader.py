@@ -191,16 +191,8 @@ def _compile_step(layout: Layout, index: int, source: str) -> CompiledStep:
     )
 
 
-def parse_layout(
-    data: bytes,
-    *,
-    source: str = "layout",
-    base_dir: Path | None = None,
-    params: dict[str, str] | None = None,
-    trusted_root: Path | None = None,
-    staging: bool = False,
-) -> LoadedLayout:
-    """Parse and compile a layout from bytes; every problem is an InputError (exit 2)."""
+def validate_layout(data: bytes, *, source: str = "layout") -> tuple[Layout, Envelope | None]:
+    """Schema and reference checks only (no parameters, no compiling): for signing a layout."""
     if len(data) > MAX_LAYOUT_BYTES:
         raise InputError(f"{source}: larger than {MAX_LAYOUT_BYTES} bytes")
     doc, envelope = _parse_document(data, source)
@@ -211,6 +203,20 @@ def parse_layout(
         where = "/".join(str(p) for p in first["loc"]) or "(root)"
         raise InputError(f"{source}: invalid layout at /{where}: {first['msg']}") from None
     _validate_references(layout, source)
+    return layout, envelope
+
+
+def parse_layout(
+    data: bytes,
+    *,
+    source: str = "layout",
+    base_dir: Path | None = None,
+    params: dict[str, str] | None = None,
+    trusted_root: Path | None = None,
+    staging: bool = False,
+) -> LoadedLayout:
+    """Parse and compile a layout from bytes; every problem is an InputError (exit 2)."""
+    layout, envelope = validate_layout(data, source=source)
     values = resolve_parameters(layout, params or {})
     layout = _apply_parameters(layout, values)
     functionaries = {
