@@ -11,6 +11,10 @@ import click
 
 from mlprov import __version__
 from mlprov.cli import digest as digest_cmd
+from mlprov.cli import keygen as keygen_cmd
+from mlprov.cli import model as model_cmd
+from mlprov.cli import sign as sign_cmd
+from mlprov.cli import verify as verify_cmd
 from mlprov.cli import policy as policy_cmd
 from mlprov.errors import MlprovError
 
@@ -27,6 +31,10 @@ def cli() -> None:
 
 
 cli.add_command(digest_cmd.digest)
+cli.add_command(keygen_cmd.keygen)
+cli.add_command(sign_cmd.sign)
+cli.add_command(verify_cmd.verify)
+cli.add_command(model_cmd.model)
 cli.add_command(policy_cmd.policy)
 
 
