@@ -77,8 +77,26 @@ def _artifacts(descriptors: list[ResourceDescriptor]) -> Artifacts:
     return out
 
 
+_ENVELOPE_FIELDS = {"payload", "payloadType", "signatures"}
+_SIGNATURE_FIELDS = {"keyid", "sig"}
+
+
+def _check_dsse_fields(raw: bytes) -> None:
+    """A DSSE envelope has exactly DSSE's fields: a misspelt `keyid` is not a hint to drop."""
+    doc = json.loads(raw)
+    extra = set(doc) - _ENVELOPE_FIELDS
+    if extra:
+        raise InputError(f"DSSE envelope has unknown field(s) {', '.join(sorted(extra))}")
+    for index, signature in enumerate(doc.get("signatures") or []):
+        extra = set(signature) - _SIGNATURE_FIELDS
+        if extra:
+            raise InputError(f"DSSE signature {index} has unknown field(s) {', '.join(sorted(extra))}")
+
+
 def claim_from(attestation: SignedAttestation, *, file_name: str) -> Claim:
     """Decode an attestation's Statement, keeping JSON types (ints stay ints)."""
+    if attestation.kind == "dsse":
+        _check_dsse_fields(attestation.raw)
     envelope = attestation.envelope
     if envelope.payload_type != PAYLOAD_TYPE:
         raise InputError(f"payloadType {envelope.payload_type!r} is not an in-toto Statement")

@@ -15,7 +15,7 @@ from securesystemslib.signer import Key, SSlibKey
 
 from mlprov.errors import InputError, MlprovError
 from mlprov.policy.layout import FunctionarySpec
-from mlprov.signing.dsse import key_identity, verify_envelope
+from mlprov.signing.dsse import Envelope, key_identity, verify_envelope
 from mlprov.signing.files import SignedAttestation
 from mlprov.signing.keys import load_public_key
 
@@ -47,8 +47,15 @@ class KeyFunctionary:
         return key_identity(self.key)
 
     def signed(self, attestation: SignedAttestation) -> bool:
+        # As DSSE verifiers do (go-securesystemslib, attestation-verifier): a signature
+        # whose keyid names another key is not this key's, even if the bytes verify.
+        envelope = attestation.envelope
+        mine = [s for s in envelope.signatures if not s.keyid or s.keyid == self.key.keyid]
+        if not mine:
+            return False
+        candidate = Envelope(envelope.payload, envelope.payload_type, mine)
         try:
-            verify_envelope(attestation.envelope, [self.key], source=attestation.source)
+            verify_envelope(candidate, [self.key], source=attestation.source)
         except MlprovError:
             return False
         return True
