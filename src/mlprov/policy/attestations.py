@@ -10,6 +10,8 @@ resolvedDependencies are materials, subjects are products; any other predicate
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import posixpath
@@ -81,16 +83,36 @@ _ENVELOPE_FIELDS = {"payload", "payloadType", "signatures"}
 _SIGNATURE_FIELDS = {"keyid", "sig"}
 
 
+def _canonical_base64(text: object, what: str) -> None:
+    """Refuse base64 with non-zero padding bits: two spellings of one payload is malleability."""
+    if not isinstance(text, str):
+        return
+    for decode, encode in (
+        (base64.b64decode, base64.b64encode),
+        (base64.urlsafe_b64decode, base64.urlsafe_b64encode),
+    ):
+        try:
+            again = encode(decode(text + "=" * (-len(text) % 4))).decode()
+        except (binascii.Error, ValueError):
+            continue
+        if again.rstrip("=") == text.rstrip("="):
+            return
+    raise InputError(f"{what} is not canonical base64")
+
+
 def _check_dsse_fields(raw: bytes) -> None:
     """A DSSE envelope has exactly DSSE's fields: a misspelt `keyid` is not a hint to drop."""
     doc = json.loads(raw)
     extra = set(doc) - _ENVELOPE_FIELDS
     if extra:
         raise InputError(f"DSSE envelope has unknown field(s) {', '.join(sorted(extra))}")
+    _canonical_base64(doc.get("payload"), "payload")
     for index, signature in enumerate(doc.get("signatures") or []):
         extra = set(signature) - _SIGNATURE_FIELDS
         if extra:
-            raise InputError(f"DSSE signature {index} has unknown field(s) {', '.join(sorted(extra))}")
+            names = ", ".join(sorted(extra))
+            raise InputError(f"DSSE signature {index} has unknown field(s) {names}")
+        _canonical_base64(signature.get("sig"), f"signature {index}")
 
 
 def claim_from(attestation: SignedAttestation, *, file_name: str) -> Claim:
