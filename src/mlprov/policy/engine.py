@@ -232,12 +232,17 @@ def evaluate(
                     )
         reports.append(report)
 
-    released = list(subjects) or _last_step_products(layout.steps[-1].name, accepted_products)
+    released = list(subjects) or _last_products([s.name for s in layout.steps], accepted_products)
     for subject_rule in layout.subjects:
         rule = SubjectRule(subject_rule)
         if not released:
             layout_report.results.append(
-                RuleResult(False, "no released subject: give --subject", "", "subjects")
+                RuleResult(
+                    False,
+                    "no released subject: no step has accepted products; give --subject",
+                    "",
+                    "subjects",
+                )
             )
         for item in released:
             layout_report.results.append(
@@ -270,8 +275,14 @@ def evaluate(
     )
 
 
-def _last_step_products(step: str, products: dict[str, list[Artifacts]]) -> list[ReleasedSubject]:
-    seen: dict[str, dict[str, str]] = {}
-    for artifacts in products.get(step, []):
-        seen.update(artifacts)
-    return [ReleasedSubject(name, digest) for name, digest in sorted(seen.items())]
+def _last_products(
+    steps: list[str], products: dict[str, list[Artifacts]]
+) -> list[ReleasedSubject]:
+    """The accepted products of the last step that has any (an evaluation step has none)."""
+    for step in reversed(steps):
+        seen: dict[str, dict[str, str]] = {}
+        for artifacts in products.get(step, []):
+            seen.update(artifacts)
+        if seen:
+            return [ReleasedSubject(name, digest) for name, digest in sorted(seen.items())]
+    return []
