@@ -13,6 +13,7 @@ from conftest import run_cli, shared_testdata
 from mlprov.policy import collect_claims, evaluate, load_layout, parse_layout
 
 STEPS = ("clone", "test", "build")
+KEYID = "fe1c6281c5ff13e35286cc67e5a1fb3e6575b840a6c39ca4267d3805eb17288a"
 
 
 @pytest.fixture
@@ -62,9 +63,9 @@ def test_fails_when_a_payload_byte_changes(peer: tuple[Path, Path], step: str) -
     envelope["payload"] = base64.b64encode(bytes(payload)).decode()
     path.write_text(json.dumps(envelope))
     failures = _failures(layout, att)
-    assert any(
-        f.startswith(f"{step}: threshold 1: no attestation of type") for f in failures
-    ), failures
+    assert any(f.startswith(f"{step}: threshold 1: no attestation of type") for f in failures), (
+        failures
+    )
     assert run_cli("policy", "check", layout, "--attestations", att).code == 1
 
 
@@ -114,7 +115,8 @@ def test_fails_when_a_signature_is_swapped(peer: tuple[Path, Path]) -> None:
         ),
         (
             "allowIfNoClaim: false",
-            "allowIfNoClaim: false\n          - rule: \"predicate.runDetails.metadata.invocationId == 'x'\"",
+            "allowIfNoClaim: false\n          - rule: "
+            "\"predicate.runDetails.metadata.invocationId == 'x'\"",
             "build: predicate.runDetails.metadata.invocationId == 'x': no claim",
         ),
     ],
@@ -136,7 +138,9 @@ def test_statement_with_proto_field_name_type_is_read(peer: tuple[Path, Path]) -
     claims = collect_claims([att]).claims
     clone = next(c for c in claims if c.step == "clone")
     assert clone.statement["_type"] == "https://in-toto.io/Statement/v1"
-    assert clone.products == {"foo": {"sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}}
+    assert clone.products == {
+        "foo": {"sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}
+    }
 
 
 @pytest.mark.parametrize(
@@ -162,7 +166,7 @@ def test_layout_errors_exit_2(peer: tuple[Path, Path], old: str, new: str, messa
 def test_unknown_functionary_is_a_layout_error(peer: tuple[Path, Path]) -> None:
     layout, _ = peer
     text = layout.read_text().replace(
-        '          - "fe1c6281c5ff13e35286cc67e5a1fb3e6575b840a6c39ca4267d3805eb17288a"\n  - name: "test"',
+        '          - "' + KEYID + '"\n  - name: "test"',
         '          - "mallory"\n  - name: "test"',
     )
     with pytest.raises(Exception, match="unknown functionary 'mallory'"):

@@ -34,7 +34,9 @@ def signers() -> dict[str, CryptoSigner]:
     return {role: CryptoSigner.generate_ed25519() for role in ROLES}
 
 
-def provenance(kind: str, step: str, deps: list[dict[str, Any]], subject: list[dict[str, Any]]) -> dict[str, Any]:
+def provenance(
+    kind: str, step: str, deps: list[dict[str, Any]], subject: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "_type": "https://in-toto.io/Statement/v1",
         "subject": subject,
@@ -97,7 +99,9 @@ def layout_doc(signers: dict[str, CryptoSigner]) -> dict[str, Any]:
     def fun(role: str) -> dict[str, str]:
         return {"publicKey": public_pem(signers[role].public_key).decode()}
 
-    def predicate(kind: str, who: list[str], rules: list[str], threshold: int = 1) -> dict[str, Any]:
+    def predicate(
+        kind: str, who: list[str], rules: list[str], threshold: int = 1
+    ) -> dict[str, Any]:
         return {
             "predicateType": kind,
             "functionaries": who,
@@ -116,7 +120,14 @@ def layout_doc(signers: dict[str, CryptoSigner]) -> dict[str, Any]:
                 "expectedMaterials": ["ALLOW *"],
                 "expectedProducts": ["CREATE dataset", "DISALLOW *"],
                 "expectedPredicates": [
-                    predicate(slsa, ["data"], [f"predicate.buildDefinition.buildType == '{BT.format('dataset-preparation')}'"])
+                    predicate(
+                        slsa,
+                        ["data"],
+                        [
+                            "predicate.buildDefinition.buildType == "
+                            f"'{BT.format('dataset-preparation')}'"
+                        ],
+                    )
                 ],
             },
             {
@@ -147,7 +158,10 @@ def layout_doc(signers: dict[str, CryptoSigner]) -> dict[str, Any]:
                     predicate(
                         "https://in-toto.io/attestation/test-result/v0.1",
                         ["evaluator"],
-                        ["predicate.result == 'PASSED'", "predicate.metrics.accuracy >= {min_accuracy}"],
+                        [
+                            "predicate.result == 'PASSED'",
+                            "predicate.metrics.accuracy >= {min_accuracy}",
+                        ],
                     )
                 ],
             },
@@ -184,7 +198,9 @@ def write(
 
 
 def failures(layout: Path, att: Path, **kw: Any) -> list[str]:
-    result = evaluate(load_layout(layout, params=kw.pop("params", None)), collect_claims([att]), **kw)
+    result = evaluate(
+        load_layout(layout, params=kw.pop("params", None)), collect_claims([att]), **kw
+    )
     return [f"{step}: {r.rule}: {r.reason}" for step, r in result.failures]
 
 
@@ -227,7 +243,12 @@ def test_metric_under_threshold(tmp_path: Path, signers: dict[str, CryptoSigner]
     ]
     # the bar is a parameter: lowered on the command line, the same evidence passes
     assert failures(layout, att, params={"min_accuracy": "0.8"}) == []
-    assert run_cli("policy", "check", layout, "--attestations", att, "--param", "min_accuracy=0.8").code == 0
+    assert (
+        run_cli(
+            "policy", "check", layout, "--attestations", att, "--param", "min_accuracy=0.8"
+        ).code
+        == 0
+    )
 
 
 def test_step_signed_by_the_wrong_key(tmp_path: Path, signers: dict[str, CryptoSigner]) -> None:
@@ -333,7 +354,9 @@ def test_ints_stay_ints_in_cel(tmp_path: Path, signers: dict[str, CryptoSigner])
     assert failures(layout, att) == []
     rules[-1] = {"rule": "predicate.metrics.samples == 500.0"}  # an int is not a double
     layout, att = write(tmp_path, signers, pipeline(), doc)
-    assert failures(layout, att)[0].startswith("eval: predicate.metrics.samples == 500.0: cannot evaluate")
+    assert failures(layout, att)[0].startswith(
+        "eval: predicate.metrics.samples == 500.0: cannot evaluate"
+    )
 
 
 def test_missing_claim_allow_and_warn(tmp_path: Path, signers: dict[str, CryptoSigner]) -> None:
@@ -351,14 +374,20 @@ def test_missing_claim_allow_and_warn(tmp_path: Path, signers: dict[str, CryptoS
     layout, att = write(tmp_path, signers, pipeline(), doc)
     result = evaluate(load_layout(layout), collect_claims([att]))
     assert result.passed
-    assert [r.reason for s in result.steps for r in s.results if r.status == "warn"] == ["does not hold"]
+    assert [r.reason for s in result.steps for r in s.results if r.status == "warn"] == [
+        "does not hold"
+    ]
 
 
 def test_released_subject(tmp_path: Path, signers: dict[str, CryptoSigner]) -> None:
     layout, att = write(tmp_path, signers, pipeline(), layout_doc(signers))
     good = tmp_path / "model.q8"
     good.write_bytes(b"weights")
-    found = failures(layout, att, subjects=[__import__("mlprov.policy").policy.ReleasedSubject("model.q8", QUANT)])
+    found = failures(
+        layout,
+        att,
+        subjects=[__import__("mlprov.policy").policy.ReleasedSubject("model.q8", QUANT)],
+    )
     assert found == []
     result = run_cli("policy", "check", layout, "--attestations", att, "--subject", good)
     assert result.code == 1
@@ -372,7 +401,12 @@ def test_missing_parameter_is_input_error(tmp_path: Path, signers: dict[str, Cry
     with pytest.raises(InputError, match="min_accuracy have no value"):
         load_layout(layout)
     assert run_cli("policy", "check", layout, "--attestations", att).code == 2
-    assert run_cli("policy", "check", layout, "--attestations", att, "--param", "min_accuracy=0.9").code == 0
+    assert (
+        run_cli(
+            "policy", "check", layout, "--attestations", att, "--param", "min_accuracy=0.9"
+        ).code
+        == 0
+    )
 
 
 def test_signed_layout(tmp_path: Path, signers: dict[str, CryptoSigner]) -> None:
@@ -383,11 +417,17 @@ def test_signed_layout(tmp_path: Path, signers: dict[str, CryptoSigner]) -> None
     assert run_cli("keygen", "--out", keys / "other", "--no-password").code == 0
     signed = tmp_path / "layout.signed.json"
     assert run_cli("policy", "sign", layout, "--key", keys / "owner.key", "--out", signed).code == 0
-    ok = run_cli("policy", "check", signed, "--attestations", att, "--layout-key", keys / "owner.pub")
+    ok = run_cli(
+        "policy", "check", signed, "--attestations", att, "--layout-key", keys / "owner.pub"
+    )
     assert ok.code == 0, ok
-    wrong = run_cli("policy", "check", signed, "--attestations", att, "--layout-key", keys / "other.pub")
+    wrong = run_cli(
+        "policy", "check", signed, "--attestations", att, "--layout-key", keys / "other.pub"
+    )
     assert wrong.code == 1 and "layout not signed by owner key(s)" in wrong.err
-    unsigned = run_cli("policy", "check", layout, "--attestations", att, "--layout-key", keys / "owner.pub")
+    unsigned = run_cli(
+        "policy", "check", layout, "--attestations", att, "--layout-key", keys / "owner.pub"
+    )
     assert unsigned.code == 1
     assert "layout is not signed, but owner keys are required" in unsigned.err
     # a changed byte in the signed layout's payload breaks its signature
@@ -395,7 +435,9 @@ def test_signed_layout(tmp_path: Path, signers: dict[str, CryptoSigner]) -> None
     text = base64.b64decode(envelope["payload"]).replace(b"min_accuracy: 0.9", b"min_accuracy: 0.1")
     envelope["payload"] = base64.b64encode(text).decode()
     signed.write_text(json.dumps(envelope))
-    tampered = run_cli("policy", "check", signed, "--attestations", att, "--layout-key", keys / "owner.pub")
+    tampered = run_cli(
+        "policy", "check", signed, "--attestations", att, "--layout-key", keys / "owner.pub"
+    )
     assert tampered.code == 1 and "layout not signed by owner key(s)" in tampered.err
 
 
@@ -407,7 +449,14 @@ def test_vsa_written_signed_and_required_upstream(
     keys.mkdir()
     run_cli("keygen", "--out", keys / "gate", "--no-password")
     vsa = tmp_path / "model.vsa.intoto.json"
-    args = ["--vsa-out", vsa, "--vsa-key", keys / "gate.key", "--verifier-id", "https://gate.example"]
+    args = [
+        "--vsa-out",
+        vsa,
+        "--vsa-key",
+        keys / "gate.key",
+        "--verifier-id",
+        "https://gate.example",
+    ]
     result = run_cli("policy", "check", layout, "--attestations", att, *args)
     assert result.code == 0, result
     assert "wrote VSA (PASSED)" in result.out
@@ -419,7 +468,10 @@ def test_vsa_written_signed_and_required_upstream(
     assert predicate["verificationResult"] == "PASSED"
     assert predicate["verifier"] == {"id": "https://gate.example"}
     assert predicate["verifiedLevels"] == ["SLSA_BUILD_LEVEL_1"]
-    assert predicate["policy"]["digest"]["sha256"] == __import__("hashlib").sha256(layout.read_bytes()).hexdigest()
+    assert (
+        predicate["policy"]["digest"]["sha256"]
+        == __import__("hashlib").sha256(layout.read_bytes()).hexdigest()
+    )
     assert len(predicate["inputAttestations"]) == 4
     assert {"timeVerified", "resourceUri", "slsaVersion"} <= predicate.keys()
     again = run_cli("policy", "check", layout, "--attestations", att, *args)
@@ -460,8 +512,17 @@ def test_failed_check_writes_failed_vsa(tmp_path: Path, signers: dict[str, Crypt
     run_cli("keygen", "--out", tmp_path / "gate", "--no-password")
     vsa = tmp_path / "vsa.json"
     result = run_cli(
-        "policy", "check", layout, "--attestations", att, "--vsa-out", vsa,
-        "--vsa-key", tmp_path / "gate.key", "--verifier-id", "https://gate.example",
+        "policy",
+        "check",
+        layout,
+        "--attestations",
+        att,
+        "--vsa-out",
+        vsa,
+        "--vsa-key",
+        tmp_path / "gate.key",
+        "--verifier-id",
+        "https://gate.example",
     )
     assert result.code == 1
     predicate = json.loads(base64.b64decode(json.loads(vsa.read_bytes())["payload"]))["predicate"]
@@ -478,14 +539,24 @@ def test_init_layout_passes_on_an_mlprov_pipeline(
         (keys / f"{role}.pub").write_bytes(public_pem(signers[role].public_key))
     out = tmp_path / "layout.yaml"
     result = run_cli(
-        "policy", "init", "--out", out, "--key", f"dataset={keys / 'data.pub'}",
-        "--key", f"train={keys / 'trainer.pub'}", "--key", f"eval={keys / 'evaluator.pub'}",
+        "policy",
+        "init",
+        "--out",
+        out,
+        "--key",
+        f"dataset={keys / 'data.pub'}",
+        "--key",
+        f"train={keys / 'trainer.pub'}",
+        "--key",
+        f"eval={keys / 'evaluator.pub'}",
     )
     assert result.code == 0, result
     assert "# mlprov layout" in out.read_text()
     assert run_cli("policy", "lint", out).code == 0
     statements = pipeline()
-    statements["eval"]["predicate"]["configuration"] = [{"name": "test.csv", "digest": {"sha256": "77" * 32}}]
+    statements["eval"]["predicate"]["configuration"] = [
+        {"name": "test.csv", "digest": {"sha256": "77" * 32}}
+    ]
     del statements["quantize"]
     (tmp_path / "run").mkdir()
     _, att = write(tmp_path / "run", signers, statements, layout_doc(signers))

@@ -284,8 +284,7 @@ def lint(
         click.echo(f"warning: {note}")
     click.echo(
         f"OK: {layout_path}: {len(layout.steps)} steps, {len(loaded.functionaries)}"
-        f" functionaries, {rules} rules"
-        + (", DSSE-signed" if loaded.envelope is not None else "")
+        f" functionaries, {rules} rules" + (", DSSE-signed" if loaded.envelope is not None else "")
     )
 
 

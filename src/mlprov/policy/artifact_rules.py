@@ -49,7 +49,10 @@ class ArtifactQueue:
 class ArtifactRule(Protocol):
     """One rule of `expectedMaterials` / `expectedProducts`."""
 
-    text: str
+    @property
+    def text(self) -> str:
+        """The rule as written in the layout."""
+        ...
 
     def evaluate(self, queue: ArtifactQueue, *, destinations: DestinationLookup) -> RuleResult:
         """Apply the rule, consuming from `queue`; say what it did."""
@@ -102,10 +105,13 @@ class DisallowRule:
         hit = queue.matching(self.pattern)
         if hit:
             what = queue.kind[:-1]
-            notes = "; ".join(f"{n}: {queue.unmatched[n]}" for n in sorted(hit & queue.unmatched.keys()))
+            notes = "; ".join(
+                f"{n}: {queue.unmatched[n]}" for n in sorted(hit & queue.unmatched.keys())
+            )
             return RuleResult(
                 False,
-                f"{what} {_names(hit)} not allowed by any earlier rule" + (f" ({notes})" if notes else ""),
+                f"{what} {_names(hit)} not allowed by any earlier rule"
+                + (f" ({notes})" if notes else ""),
                 queue.where,
                 self.text,
             )

@@ -14,6 +14,9 @@ from typing import Any
 
 import celpy
 from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
 
 from mlprov.errors import InputError
 from mlprov.policy.layout import AttributeRuleSpec
@@ -26,7 +29,7 @@ def compile_cel(expression: str, *, where: str) -> Any:
     """A runnable CEL program; a syntax error is an InputError naming the rule."""
     try:
         return _ENV.program(_ENV.compile(expression))
-    except celpy.CELParseError as exc:
+    except CELParseError as exc:
         detail = " ".join(str(exc).split())
         raise InputError(f"{where}: CEL syntax error in {expression!r}: {detail}") from None
 
@@ -34,13 +37,13 @@ def compile_cel(expression: str, *, where: str) -> Any:
 def activation(statement: dict[str, Any]) -> dict[str, Any]:
     """The variables a rule sees, as CEL values (JSON types preserved)."""
     return {
-        "subject": celpy.json_to_cel(statement.get("subject") or []),
-        "predicateType": celpy.json_to_cel(statement.get("predicateType") or ""),
-        "predicate": celpy.json_to_cel(statement.get("predicate") or {}),
+        "subject": json_to_cel(statement.get("subject") or []),
+        "predicateType": json_to_cel(statement.get("predicateType") or ""),
+        "predicate": json_to_cel(statement.get("predicate") or {}),
     }
 
 
-def _missing_claim(exc: celpy.CELEvalError) -> bool:
+def _missing_claim(exc: CELEvalError) -> bool:
     return len(exc.args) > 1 and exc.args[1] is KeyError
 
 
@@ -59,7 +62,7 @@ class AttributeRule:
         rule = self.spec.rule
         try:
             value = self.program.evaluate(activation(statement))
-        except celpy.CELEvalError as exc:
+        except CELEvalError as exc:
             if _missing_claim(exc):
                 if self.spec.allowIfNoClaim:
                     return RuleResult(True, f"no claim ({exc.args[0]}); allowed", where, rule)

@@ -132,7 +132,9 @@ class SubjectRule:
     ) -> RuleResult:
         rule = f"subject is a product of {' or '.join(self.spec.productOf)}"
         if self.spec.name and not fnmatch.fnmatch(name, self.spec.name):
-            return RuleResult(False, f"subject name {name} does not match {self.spec.name}", name, rule)
+            return RuleResult(
+                False, f"subject name {name} does not match {self.spec.name}", name, rule
+            )
         for step in self.spec.productOf:
             for artifacts in products.get(step, []):
                 for product, product_digest in artifacts.items():
@@ -188,7 +190,9 @@ class VerificationRule:
                 signers.setdefault(f.identity, []).append(f.name)
         if len(signers) >= spec.threshold:
             names = sorted({n for group in signers.values() for n in group})
-            return RuleResult(True, f"PASSED, signed by {', '.join(names)}", spec.appliesTo, rule), used
+            return RuleResult(
+                True, f"PASSED, signed by {', '.join(names)}", spec.appliesTo, rule
+            ), used
         reason = f"{len(signers)} of {spec.threshold} required signer(s) left a matching VSA"
         if reasons:
             reason += ": " + "; ".join(reasons[:3])
@@ -201,7 +205,10 @@ class VerificationRule:
             return f"verifier {verifier!r}"
         if predicate.get("verificationResult") != "PASSED":
             return f"verificationResult {predicate.get('verificationResult')!r}"
-        if self.spec.policyUri and (predicate.get("policy") or {}).get("uri") != self.spec.policyUri:
+        if (
+            self.spec.policyUri
+            and (predicate.get("policy") or {}).get("uri") != self.spec.policyUri
+        ):
             return "different policy uri"
         levels = set(predicate.get("verifiedLevels") or [])
         missing = [lv for lv in self.spec.verifiedLevels if lv not in levels]

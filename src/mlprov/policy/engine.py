@@ -71,7 +71,12 @@ class PolicyResult:
             "layout": self.layout.to_dict(),
             "steps": [s.to_dict() for s in self.steps],
             "attestations": [
-                {"uri": c.source, "digest": c.digest, "step": c.step, "predicateType": c.predicate_type}
+                {
+                    "uri": c.source,
+                    "digest": c.digest,
+                    "step": c.step,
+                    "predicateType": c.predicate_type,
+                }
                 for c in self.claims
             ],
             "skipped": [{"source": s, "reason": r} for s, r in self.skipped],
@@ -104,14 +109,16 @@ def _authenticate(loaded: LoadedLayout, claims: Sequence[Claim]) -> dict[str, _S
         step_claims = [c for c in claims if c.step == step.name]
         counted: set[int] = set()
         for expected in step.expectedPredicates:
-            groups = _dedupe([loaded.functionaries[n] for n in dict.fromkeys(expected.functionaries)])
+            groups = _dedupe(
+                [loaded.functionaries[n] for n in dict.fromkeys(expected.functionaries)]
+            )
             signed: dict[str, tuple[list[str], list[Claim]]] = {}
             for claim in step_claims:
                 if claim.predicate_type != expected.predicateType:
                     continue
                 for identity, group in groups.items():
                     if group[0].signed(claim.attestation):
-                        names, found = signed.setdefault(identity, ([f.name for f in group], []))
+                        _, found = signed.setdefault(identity, ([f.name for f in group], []))
                         found.append(claim)
                         counted.add(id(claim))
             state.signed.append(signed)
@@ -147,8 +154,8 @@ def _check_claim(
         queue = ArtifactQueue(kind, claim.materials, claim.products, claim.source)  # type: ignore[arg-type]
         for rule in rules:
             results.append(rule.evaluate(queue, destinations=destinations))
-    for rule in state.compiled.attribute_rules[index]:
-        results.append(rule.evaluate(claim.statement, where=claim.source))
+    for attribute in state.compiled.attribute_rules[index]:
+        results.append(attribute.evaluate(claim.statement, where=claim.source))
     return results
 
 
@@ -275,9 +282,7 @@ def evaluate(
     )
 
 
-def _last_products(
-    steps: list[str], products: dict[str, list[Artifacts]]
-) -> list[ReleasedSubject]:
+def _last_products(steps: list[str], products: dict[str, list[Artifacts]]) -> list[ReleasedSubject]:
     """The accepted products of the last step that has any (an evaluation step has none)."""
     for step in reversed(steps):
         seen: dict[str, dict[str, str]] = {}

@@ -23,7 +23,10 @@ from mlprov.signing.keys import load_public_key
 class Functionary(Protocol):
     """A signer named in a layout."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The name the layout gives it."""
+        ...
 
     @property
     def identity(self) -> str:
