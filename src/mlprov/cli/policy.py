@@ -327,6 +327,7 @@ def init(out_path: Path, keys: tuple[str, ...], min_accuracy: str, days: int, fo
         expires=datetime.now(UTC) + timedelta(days=days),
         min_accuracy=float(min_accuracy),
         base_dir=out_path.parent,
+        name=out_path.name,
     )
     write_bytes_atomic(out_path, text.encode(), force=force)
     click.echo(f"wrote {out_path}; check it with: mlprov policy lint {out_path}")

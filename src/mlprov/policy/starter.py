@@ -12,16 +12,16 @@ STEPS = ("dataset", "train", "eval")
 _TEMPLATE = """\
 # mlprov layout: what must be true of a model's attestations before it is released.
 # Format: in-toto attestation layout (ITE-10/11), extended by mlprov; see docs/policy.md.
-# Check it with `mlprov policy lint {{out}}`, use it with
-#   mlprov policy check {{out}} --attestations out/ --subject out/model
-expires: "{expires}"          # after this, every check fails: review the policy by then
+# Check it with `mlprov policy lint {name}`, use it with
+#   mlprov policy check {name} --attestations out/ --subject out/model
+expires: "{expires}"  # after this, every check fails: review the policy by then
 
 # Values substituted as {{name}} into the rules below; override with --param NAME=VALUE.
 parameters:
   dataset: dataset            # name of the dataset artifact the dataset step produces
   model: model                # name of the model artifact the train step produces
   metric: accuracy            # the evaluation metric that gates the release ...
-  min_score: {min_score}      # ... and its minimum
+  min_score: {min_score}      # ... and its minimum (double() in the rule: ints work too)
 
 # Who may sign for each step: PEM public keys (publicKeyPath, relative to this file),
 # securesystemslib keys (keyType/scheme/keyVal) or Sigstore identities:
@@ -81,7 +81,12 @@ subjects:
 
 
 def starter_layout(
-    *, keys: dict[str, str], expires: datetime, min_accuracy: float, base_dir: Path
+    *,
+    keys: dict[str, str],
+    expires: datetime,
+    min_accuracy: float,
+    base_dir: Path,
+    name: str = "layout.yaml",
 ) -> str:
     """The starter layout's YAML text; `keys` maps step -> public key file."""
     names: dict[str, str] = {}
@@ -106,6 +111,7 @@ def starter_layout(
     stamp = expires.replace(microsecond=0).isoformat().replace("+00:00", "Z")
     return _TEMPLATE.format(
         expires=stamp,
+        name=name,
         min_score=min_accuracy,
         functionaries="\n".join(entries),
         dataset_signer=signer["dataset"],
