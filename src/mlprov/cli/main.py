@@ -14,6 +14,7 @@ from mlprov.cli import attest as attest_cmd
 from mlprov.cli import digest as digest_cmd
 from mlprov.cli import keygen as keygen_cmd
 from mlprov.cli import model as model_cmd
+from mlprov.cli import policy as policy_cmd
 from mlprov.cli import sign as sign_cmd
 from mlprov.cli import verify as verify_cmd
 from mlprov.cli import run as run_cmd
@@ -40,6 +41,7 @@ cli.add_command(model_cmd.model)
 cli.add_command(attest_cmd.attest)
 cli.add_command(run_cmd.run)
 cli.add_command(schema_cmd.schema)
+cli.add_command(policy_cmd.policy)
 
 
 def main(argv: list[str] | None = None) -> int:

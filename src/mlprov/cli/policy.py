@@ -1,0 +1,360 @@
+"""`mlprov policy`: check attestations against a layout (and leave a signed VSA), lint,
+write a starter layout, sign a layout."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from mlprov.cli._common import echo_json, force_option, json_option
+from mlprov.errors import InputError
+from mlprov.fsio import write_bytes_atomic
+from mlprov.policy import (
+    LAYOUT_PAYLOAD_TYPE,
+    PolicyResult,
+    ReleasedSubject,
+    collect_claims,
+    evaluate,
+    load_layout,
+)
+from mlprov.policy.loader import validate_layout
+from mlprov.policy.vsa import vsa_statement
+from mlprov.signing.dsse import sign_envelope
+from mlprov.signing.keys import load_public_key, load_signer
+
+CHECK_EPILOG = """\b
+Examples:
+  mlprov policy check layout.yaml --attestations out/
+  mlprov policy check layout.yaml --attestations out/ --subject out/model \\
+      --param min_accuracy=0.9 --layout-key owner.pub
+  mlprov policy check layout.yaml --attestations out/ --subject out/model \\
+      --vsa-out out/model.vsa.intoto.json --vsa-key gate.key \\
+      --verifier-id https://ci.example.com/mlprov-gate
+Exit status: 0 pass, 1 policy failure, 2 bad input (including a bad layout).
+"""
+
+LINT_EPILOG = """\b
+Examples:
+  mlprov policy lint layout.yaml
+  mlprov policy lint layout.yaml --param min_accuracy=0.9 --json
+"""
+
+INIT_EPILOG = """\b
+Examples:
+  mlprov policy init --out layout.yaml --key dataset=data.pub --key train=trainer.pub \\
+      --key eval=trainer.pub
+  mlprov policy init --out layout.yaml --key release.pub    # one key for every step
+"""
+
+SIGN_EPILOG = """\b
+Examples:
+  mlprov policy sign layout.yaml --key owner.key --out layout.signed.json
+  mlprov policy check layout.signed.json --layout-key owner.pub --attestations out/
+"""
+
+
+@click.group(epilog="\b\nExample:\n  mlprov policy check layout.yaml --attestations out/\n")
+def policy() -> None:
+    """Evaluate attestations against in-toto attestation layouts."""
+
+
+def _parse_params(pairs: Sequence[str], files: Sequence[Path]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for path in files:
+        try:
+            doc = yaml.safe_load(path.read_bytes())
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(f"{path}: cannot read parameters ({exc})") from None
+        if not isinstance(doc, dict):
+            raise InputError(f"{path}: parameters must be a mapping of name: value")
+        params.update({str(k): str(v) for k, v in doc.items()})
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InputError(f"--param {pair!r}: expected NAME=VALUE")
+        params[name] = value
+    return params
+
+
+param_options = [
+    click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Set {NAME}."),
+    click.option(
+        "--param-file",
+        "param_files",
+        multiple=True,
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        help="YAML/JSON mapping of parameters (before --param).",
+    ),
+]
+
+
+def _with_params(func: Any) -> Any:
+    for option in reversed(param_options):
+        func = option(func)
+    return func
+
+
+def _released(paths: Sequence[Path]) -> list[ReleasedSubject]:
+    from mlprov.digest import digest_file, digest_tree
+
+    out = []
+    for path in paths:
+        if path.is_dir():
+            digest = digest_tree(path).digest
+        elif path.is_file():
+            digest = digest_file(path)
+        else:
+            raise InputError(f"--subject {path}: no such file or directory")
+        out.append(ReleasedSubject(path.name, {"sha256": digest}))
+    return out
+
+
+def _print_report(result: PolicyResult) -> None:
+    for report in (result.layout, *result.steps):
+        head = "layout" if report.name == "layout" else f"step {report.name}"
+        click.echo(f"{head}  {'PASS' if report.passed else 'FAIL'}")
+        for r in report.results:
+            where = f"  [{r.where}]" if r.where else ""
+            click.echo(f"  {r.status:<4}  {r.rule}: {r.reason}{where}")
+    for source, reason in result.skipped:
+        click.echo(f"skipped  {reason if source in reason else f'{source}: {reason}'}")
+    total = sum(len(r.results) for r in (result.layout, *result.steps))
+    warnings = sum(1 for s in (result.layout, *result.steps) for r in s.results if r.warning)
+    failures = result.failures
+    if result.passed:
+        click.echo(
+            f"PASSED: {len(result.steps)} steps, {total} checks, {warnings} warning(s),"
+            f" {len(result.claims)} attestation(s) read"
+        )
+    else:
+        step, first = failures[0]
+        where = f" ({first.where})" if first.where else ""
+        click.echo(
+            f"FAILED: {len(failures)} of {total} checks failed; first: {step}: {first.rule}:"
+            f" {first.reason}{where}",
+            err=True,
+        )
+
+
+@policy.command(epilog=CHECK_EPILOG)
+@click.argument("layout_path", metavar="LAYOUT", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--attestations",
+    "attestation_paths",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory of *.json/*.jsonl attestations, or a file (repeatable).",
+)
+@click.option(
+    "--subject",
+    "subject_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="The released artifact (file or directory); default: products of the last step.",
+)
+@_with_params
+@click.option(
+    "--layout-key",
+    "layout_keys",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Owner public key that must have signed the layout (repeatable: all must).",
+)
+@click.option("--vsa-out", type=click.Path(path_type=Path, dir_okay=False), help="Write a VSA.")
+@click.option("--vsa-key", metavar="URI", help="Key that signs the VSA (path or signer URI).")
+@click.option("--verifier-id", metavar="URI", help="verifier.id of the VSA.")
+@click.option("--resource-uri", metavar="URI", help="resourceUri of the VSA (default: subject).")
+@click.option("--policy-uri", metavar="URI", help="policy.uri of the VSA (default: LAYOUT).")
+@click.option("--password-env", metavar="VAR", help="Environment variable with --vsa-key's pass.")
+@click.option(
+    "--trusted-root",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Sigstore trusted root for keyless functionaries (offline).",
+)
+@click.option("--staging", is_flag=True, help="Use Sigstore's staging trusted root.")
+@force_option
+@json_option
+@click.pass_context
+def check(
+    ctx: click.Context,
+    layout_path: Path,
+    attestation_paths: tuple[Path, ...],
+    subject_paths: tuple[Path, ...],
+    params: tuple[str, ...],
+    param_files: tuple[Path, ...],
+    layout_keys: tuple[Path, ...],
+    vsa_out: Path | None,
+    vsa_key: str | None,
+    verifier_id: str | None,
+    resource_uri: str | None,
+    policy_uri: str | None,
+    password_env: str | None,
+    trusted_root: Path | None,
+    staging: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Evaluate the attestations against LAYOUT; optionally write a signed VSA."""
+    if vsa_out and not (vsa_key and verifier_id):
+        raise InputError("--vsa-out needs --vsa-key and --verifier-id")
+    if (vsa_key or verifier_id) and not vsa_out:
+        raise InputError("--vsa-key and --verifier-id need --vsa-out")
+    if vsa_out:
+        from mlprov.fsio import check_writable
+
+        check_writable(vsa_out, force=force)
+    signer = load_signer(vsa_key, password_env=password_env) if vsa_key else None
+    loaded = load_layout(
+        layout_path,
+        params=_parse_params(params, param_files),
+        trusted_root=trusted_root,
+        staging=staging,
+    )
+    owner_keys = [load_public_key(p) for p in layout_keys]
+    exclude = {layout_path, *([vsa_out] if vsa_out else [])}
+    claims = collect_claims(list(attestation_paths), exclude=exclude)
+    result = evaluate(loaded, claims, subjects=_released(subject_paths), layout_keys=owner_keys)
+    vsa_digest = None
+    if vsa_out and signer and verifier_id:
+        if not result.subjects:
+            raise InputError("the VSA needs a subject: give --subject PATH")
+        statement = vsa_statement(
+            result,
+            loaded,
+            verifier_id=verifier_id,
+            resource_uri=resource_uri,
+            policy_uri=policy_uri or str(layout_path),
+        )
+        envelope = sign_envelope(statement.to_bytes(), [signer])
+        data = envelope.to_json() + b"\n"
+        write_bytes_atomic(vsa_out, data, force=force)
+        import hashlib
+
+        vsa_digest = hashlib.sha256(data).hexdigest()
+    if as_json:
+        out = result.to_dict()
+        if vsa_out:
+            out["vsa"] = {"path": str(vsa_out), "digest": {"sha256": vsa_digest}}
+        echo_json(out)
+    else:
+        _print_report(result)
+        if vsa_out:
+            verdict = "PASSED" if result.passed else "FAILED"
+            click.echo(f"wrote VSA ({verdict}) {vsa_out}")
+    if not result.passed:
+        ctx.exit(1)
+
+
+@policy.command(epilog=LINT_EPILOG)
+@click.argument("layout_path", metavar="LAYOUT", type=click.Path(path_type=Path, dir_okay=False))
+@_with_params
+@json_option
+def lint(
+    layout_path: Path, params: tuple[str, ...], param_files: tuple[Path, ...], as_json: bool
+) -> None:
+    """Validate LAYOUT without attestations: schema, rules, CEL, references, expiry."""
+    loaded = load_layout(layout_path, params=_parse_params(params, param_files))
+    layout = loaded.layout
+    notes = []
+    if layout.expires <= datetime.now(UTC):
+        notes.append(f"layout expired at {layout.expires.isoformat()}: every check will fail")
+    rules = sum(
+        len(s.material_rules) + len(s.product_rules) + sum(len(a) for a in s.attribute_rules)
+        for s in loaded.steps
+    )
+    if as_json:
+        echo_json(
+            {
+                "ok": True,
+                "steps": [s.name for s in layout.steps],
+                "functionaries": sorted(loaded.functionaries),
+                "rules": rules,
+                "signed": loaded.envelope is not None,
+                "notes": notes,
+            }
+        )
+        return
+    for note in notes:
+        click.echo(f"warning: {note}")
+    click.echo(
+        f"OK: {layout_path}: {len(layout.steps)} steps, {len(loaded.functionaries)}"
+        f" functionaries, {rules} rules" + (", DSSE-signed" if loaded.envelope is not None else "")
+    )
+
+
+@policy.command(epilog=INIT_EPILOG)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("layout.yaml"),
+    show_default=True,
+    help="Where to write the layout.",
+)
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="[STEP=]PUB",
+    help="Public key of a step's signer (dataset, train, eval); without STEP, of every step.",
+)
+@click.option("--min-accuracy", default="0.5", show_default=True, help="Default threshold.")
+@click.option("--days", type=click.IntRange(min=1), default=365, show_default=True)
+@force_option
+def init(out_path: Path, keys: tuple[str, ...], min_accuracy: str, days: int, force: bool) -> None:
+    """Write a commented starter layout for the dataset → train → eval → release pipeline."""
+    from mlprov.policy.starter import STEPS, starter_layout
+
+    chosen: dict[str, str] = {}
+    for item in keys:
+        step, sep, path = item.partition("=")
+        if not sep:
+            chosen.update({s: item for s in STEPS})
+        elif step not in STEPS:
+            raise InputError(f"--key {item}: unknown step {step!r} (one of {', '.join(STEPS)})")
+        else:
+            chosen[step] = path
+    for path in set(chosen.values()):
+        load_public_key(Path(path))  # refuse a bad key now, not at check time
+    text = starter_layout(
+        keys=chosen,
+        expires=datetime.now(UTC) + timedelta(days=days),
+        min_accuracy=float(min_accuracy),
+        base_dir=out_path.parent,
+        name=out_path.name,
+    )
+    write_bytes_atomic(out_path, text.encode(), force=force)
+    click.echo(f"wrote {out_path}; check it with: mlprov policy lint {out_path}")
+
+
+@policy.command(epilog=SIGN_EPILOG)
+@click.argument("layout_path", metavar="LAYOUT", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--key", "key_uris", multiple=True, required=True, metavar="URI", help="Owner key.")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--password-env", metavar="VAR", help="Environment variable with the passphrase.")
+@force_option
+def sign(
+    layout_path: Path,
+    key_uris: tuple[str, ...],
+    out_path: Path,
+    password_env: str | None,
+    force: bool,
+) -> None:
+    """Sign LAYOUT (DSSE) with owner keys, after checking it loads."""
+    try:
+        data = layout_path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{layout_path}: cannot read ({exc.strerror})") from None
+    _, signed = validate_layout(data, source=str(layout_path))
+    if signed is not None:
+        raise InputError(f"{layout_path} is already signed")
+    signers = [load_signer(uri, password_env=password_env) for uri in key_uris]
+    envelope = sign_envelope(data, signers, payload_type=LAYOUT_PAYLOAD_TYPE)
+    write_bytes_atomic(out_path, envelope.to_json() + b"\n", force=force)
+    click.echo(f"wrote {out_path} signed by {len(signers)} key(s)")

@@ -1,0 +1,204 @@
+"""in-toto artifact rules, with in-toto's exact semantics.
+
+A step's materials (or products) go into a queue; rules run in order, each consuming
+the artifacts it authorises; DISALLOW fails on whatever is still queued and REQUIRE
+fails when its file is not queued. Parsing is in-toto's own (`in_toto.rulelib`);
+patterns are fnmatch globs (`*` also matches `/`), as in `in_toto.verifylib`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from mlprov.errors import InputError
+from mlprov.policy.attestations import Artifacts
+from mlprov.policy.results import RuleResult
+
+ArtifactKind = Literal["materials", "products"]
+#: (step, materials|products) -> the artifacts each trusted claim of that step reports.
+DestinationLookup = Callable[[str, ArtifactKind], list[Artifacts]]
+
+
+@dataclass
+class ArtifactQueue:
+    """The artifacts of one claim that rules have not yet consumed."""
+
+    kind: ArtifactKind
+    materials: Artifacts
+    products: Artifacts
+    where: str
+    queue: set[str] = field(default_factory=set)
+    #: why a MATCH rule did not consume an artifact, for the DISALLOW message later.
+    unmatched: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.queue = set(self.artifacts)
+
+    @property
+    def artifacts(self) -> Artifacts:
+        return self.materials if self.kind == "materials" else self.products
+
+    def matching(self, pattern: str) -> set[str]:
+        return set(fnmatch.filter(sorted(self.queue), pattern))
+
+
+class ArtifactRule(Protocol):
+    """One rule of `expectedMaterials` / `expectedProducts`."""
+
+    @property
+    def text(self) -> str:
+        """The rule as written in the layout."""
+        ...
+
+    def evaluate(self, queue: ArtifactQueue, *, destinations: DestinationLookup) -> RuleResult:
+        """Apply the rule, consuming from `queue`; say what it did."""
+        ...
+
+
+def _digest_text(digest: dict[str, str]) -> str:
+    return ", ".join(f"{k}:{v}" for k, v in sorted(digest.items())) or "(none)"
+
+
+def _names(items: set[str]) -> str:
+    return ", ".join(sorted(items)) if items else "nothing"
+
+
+@dataclass(frozen=True)
+class ConsumingRule:
+    """CREATE, DELETE, MODIFY and ALLOW: consume matching artifacts; never fail."""
+
+    text: str
+    verb: Literal["create", "delete", "modify", "allow"]
+    pattern: str
+
+    def evaluate(self, queue: ArtifactQueue, *, destinations: DestinationLookup) -> RuleResult:
+        candidates = queue.matching(self.pattern)
+        materials, products = queue.materials, queue.products
+        if self.verb == "create":
+            consumed = candidates & (products.keys() - materials.keys())
+        elif self.verb == "delete":
+            consumed = candidates & (materials.keys() - products.keys())
+        elif self.verb == "modify":
+            consumed = {
+                p
+                for p in candidates & materials.keys() & products.keys()
+                if materials[p] != products[p]
+            }
+        else:
+            consumed = candidates
+        queue.queue -= consumed
+        return RuleResult(True, f"consumed {_names(consumed)}", queue.where, self.text)
+
+
+@dataclass(frozen=True)
+class DisallowRule:
+    """DISALLOW: fail if any artifact still queued matches."""
+
+    text: str
+    pattern: str
+
+    def evaluate(self, queue: ArtifactQueue, *, destinations: DestinationLookup) -> RuleResult:
+        hit = queue.matching(self.pattern)
+        if hit:
+            what = queue.kind[:-1]
+            notes = "; ".join(
+                f"{n}: {queue.unmatched[n]}" for n in sorted(hit & queue.unmatched.keys())
+            )
+            return RuleResult(
+                False,
+                f"{what} {_names(hit)} not allowed by any earlier rule"
+                + (f" ({notes})" if notes else ""),
+                queue.where,
+                self.text,
+            )
+        return RuleResult(True, "nothing left that it disallows", queue.where, self.text)
+
+
+@dataclass(frozen=True)
+class RequireRule:
+    """REQUIRE: fail unless the named artifact (a literal name) is still queued."""
+
+    text: str
+    name: str
+
+    def evaluate(self, queue: ArtifactQueue, *, destinations: DestinationLookup) -> RuleResult:
+        if self.name in queue.queue:
+            return RuleResult(True, f"{self.name} present", queue.where, self.text)
+        return RuleResult(
+            False, f"required {queue.kind[:-1]} {self.name} not found", queue.where, self.text
+        )
+
+
+@dataclass(frozen=True)
+class MatchRule:
+    """MATCH: consume artifacts whose digests equal those another step reports."""
+
+    text: str
+    pattern: str
+    source_prefix: str
+    dest_prefix: str
+    dest_kind: ArtifactKind
+    dest_step: str
+
+    def evaluate(self, queue: ArtifactQueue, *, destinations: DestinationLookup) -> RuleResult:
+        reports = destinations(self.dest_step, self.dest_kind)
+        if self.source_prefix:
+            prefix = posixpath.join(self.source_prefix, "")
+            relative = {p[len(prefix) :]: p for p in queue.queue if p.startswith(prefix)}
+        else:
+            relative = {p: p for p in queue.queue}
+        consumed: set[str] = set()
+        unmatched: set[str] = set()
+        for rel in fnmatch.filter(sorted(relative), self.pattern):
+            full = relative[rel]
+            dest = posixpath.join(self.dest_prefix, rel) if self.dest_prefix else rel
+            digest = queue.artifacts[full]
+            if any(dest in r and r[dest] == digest for r in reports):
+                consumed.add(full)
+            else:
+                unmatched.add(full)
+                queue.unmatched[full] = (
+                    f"{self.text!r} found no {self.dest_kind[:-1]} {dest} of step"
+                    f" {self.dest_step} with digest {_digest_text(digest)}"
+                )
+        queue.queue -= consumed
+        reason = f"consumed {_names(consumed)}"
+        if unmatched:
+            reason += (
+                f"; no {self.dest_kind[:-1]} of step {self.dest_step} with the same digest"
+                f" for {_names(unmatched)}"
+            )
+        return RuleResult(True, reason, queue.where, self.text)
+
+
+def parse_artifact_rule(text: str) -> ArtifactRule:
+    """Parse one rule string with in-toto's parser; raise InputError for a bad rule."""
+    import securesystemslib.exceptions
+    from in_toto.rulelib import unpack_rule
+
+    try:
+        data = unpack_rule(text.split())
+    except securesystemslib.exceptions.FormatError as exc:
+        first = str(exc).splitlines()[0].rstrip(":,")
+        raise InputError(f"bad artifact rule {text!r}: {first}") from None
+    verb = data["rule_type"]
+    if verb == "match":
+        return MatchRule(
+            text=text,
+            pattern=data["pattern"],
+            source_prefix=data["source_prefix"],
+            dest_prefix=data["dest_prefix"],
+            dest_kind=data["dest_type"],
+            dest_step=data["dest_name"],
+        )
+    if verb == "disallow":
+        return DisallowRule(text=text, pattern=data["pattern"])
+    if verb == "require":
+        return RequireRule(text=text, name=data["pattern"])
+    if verb in ("create", "delete", "modify", "allow"):
+        return ConsumingRule(text=text, verb=verb, pattern=data["pattern"])
+    raise InputError(f"bad artifact rule {text!r}: unknown verb {verb!r}")  # pragma: no cover

@@ -1,0 +1,220 @@
+"""Layout-wide and per-step checks other than artifact and attribute rules.
+
+Each is a small class with `evaluate(...) -> RuleResult`: expiry, the layout's own
+signature, thresholds, agreement between functionaries, the released subject, and
+VSAs required from upstream stages.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from securesystemslib.signer import Key
+
+from mlprov.errors import MlprovError
+from mlprov.policy.attestations import Artifacts, Claim
+from mlprov.policy.functionaries import Functionary
+from mlprov.policy.layout import ExpectedVerification, SubjectRuleSpec
+from mlprov.policy.results import RuleResult
+from mlprov.predicates import VSA_V1
+from mlprov.signing.dsse import Envelope, verify_envelope
+
+
+def digest_text(digest: dict[str, str]) -> str:
+    return ", ".join(f"{k}:{v}" for k, v in sorted(digest.items())) or "(no digest)"
+
+
+@dataclass(frozen=True)
+class ExpiryRule:
+    """The layout is valid only until `expires`."""
+
+    expires: datetime
+
+    def evaluate(self, *, now: datetime) -> RuleResult:
+        stamp = self.expires.isoformat().replace("+00:00", "Z")
+        if now >= self.expires:
+            return RuleResult(False, f"layout expired at {stamp}", "layout", "expires")
+        return RuleResult(True, f"layout valid until {stamp}", "layout", "expires")
+
+
+@dataclass(frozen=True)
+class LayoutSignatureRule:
+    """When owner keys are given, every one of them must have signed the layout (DSSE)."""
+
+    envelope: Envelope | None
+    keys: Sequence[Key]
+    source: str
+
+    def evaluate(self) -> RuleResult:
+        rule = "layout signature"
+        if not self.keys:
+            how = "signed, but no --layout-key given" if self.envelope else "unsigned"
+            return RuleResult(True, f"layout {how}: its signature is not checked", "layout", rule)
+        if self.envelope is None:
+            return RuleResult(False, "layout is not signed, but owner keys are required", "", rule)
+        missing = []
+        for key in self.keys:
+            try:
+                verify_envelope(self.envelope, [key], source=self.source)
+            except MlprovError:
+                missing.append(key.keyid[:16])
+        if missing:
+            return RuleResult(
+                False, f"layout not signed by owner key(s) {', '.join(missing)}", self.source, rule
+            )
+        return RuleResult(True, f"signed by all {len(self.keys)} owner key(s)", self.source, rule)
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """At least `threshold` distinct functionaries must vouch for a step's predicate."""
+
+    step: str
+    predicate_type: str
+    threshold: int
+
+    def evaluate(self, accepted: dict[str, list[str]], *, authentic: int) -> RuleResult:
+        """`accepted`: functionary identity -> names, of those whose claims passed every rule."""
+        rule = f"threshold {self.threshold}"
+        names = sorted(n for group in accepted.values() for n in group)
+        if len(accepted) >= self.threshold:
+            return RuleResult(
+                True,
+                f"{len(accepted)} functionary(ies) vouch: {', '.join(names)}",
+                f"{self.step} {self.predicate_type}",
+                rule,
+            )
+        if authentic == 0:
+            why = f"no attestation of type {self.predicate_type} signed by a functionary"
+        else:
+            why = (
+                f"{len(accepted)} distinct functionary(ies) passed"
+                + (f" ({', '.join(names)})" if names else "")
+                + f", {self.threshold} needed"
+            )
+        return RuleResult(False, why, f"step {self.step}", rule)
+
+
+@dataclass(frozen=True)
+class AgreementRule:
+    """The functionaries counted for a threshold must report the same artifacts."""
+
+    step: str
+
+    def evaluate(self, claims: Sequence[Claim]) -> RuleResult:
+        rule = "functionaries agree"
+        if len(claims) < 2:
+            return RuleResult(True, "one claim", f"step {self.step}", rule)
+        first = claims[0]
+        for other in claims[1:]:
+            for kind in ("materials", "products"):
+                if getattr(first, kind) != getattr(other, kind):
+                    return RuleResult(
+                        False,
+                        f"{first.source} and {other.source} report different {kind}",
+                        f"step {self.step}",
+                        rule,
+                    )
+        return RuleResult(True, f"{len(claims)} claims report the same artifacts", "", rule)
+
+
+@dataclass(frozen=True)
+class SubjectRule:
+    """The released artifact must be a product of one of the named steps (same digest)."""
+
+    spec: SubjectRuleSpec
+
+    def evaluate(
+        self, name: str, digest: dict[str, str], *, products: dict[str, list[Artifacts]]
+    ) -> RuleResult:
+        rule = f"subject is a product of {' or '.join(self.spec.productOf)}"
+        if self.spec.name and not fnmatch.fnmatch(name, self.spec.name):
+            return RuleResult(
+                False, f"subject name {name} does not match {self.spec.name}", name, rule
+            )
+        for step in self.spec.productOf:
+            for artifacts in products.get(step, []):
+                for product, product_digest in artifacts.items():
+                    if _same_digest(digest, product_digest):
+                        return RuleResult(True, f"product {product} of step {step}", name, rule)
+        return RuleResult(
+            False,
+            f"digest {digest_text(digest)} is not a product of a trusted claim of"
+            f" {' or '.join(self.spec.productOf)}",
+            name,
+            rule,
+        )
+
+
+def _same_digest(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Equal on every algorithm both name, and they name at least one in common."""
+    common = a.keys() & b.keys()
+    return bool(common) and all(a[k].lower() == b[k].lower() for k in common)
+
+
+@dataclass(frozen=True)
+class VerificationRule:
+    """An upstream stage's signed VSA must say PASSED about the artifacts it applies to."""
+
+    spec: ExpectedVerification
+
+    def evaluate(
+        self,
+        claims: Sequence[Claim],
+        *,
+        functionaries: Sequence[Functionary],
+        targets: Artifacts,
+    ) -> tuple[RuleResult, list[Claim]]:
+        """Returns the result and the VSAs that satisfied it (for dependencyLevels)."""
+        spec = self.spec
+        rule = f"VSA {spec.name} from {spec.verifierId}"
+        signers: dict[str, list[str]] = {}
+        used: list[Claim] = []
+        reasons: list[str] = []
+        for claim in claims:
+            if claim.predicate_type != VSA_V1:
+                continue
+            why = self._mismatch(claim, targets)
+            if why:
+                reasons.append(f"{claim.source}: {why}")
+                continue
+            who = [f for f in functionaries if f.signed(claim.attestation)]
+            if not who:
+                reasons.append(f"{claim.source}: not signed by {', '.join(spec.functionaries)}")
+                continue
+            used.append(claim)
+            for f in who:
+                signers.setdefault(f.identity, []).append(f.name)
+        if len(signers) >= spec.threshold:
+            names = sorted({n for group in signers.values() for n in group})
+            return RuleResult(
+                True, f"PASSED, signed by {', '.join(names)}", spec.appliesTo, rule
+            ), used
+        reason = f"{len(signers)} of {spec.threshold} required signer(s) left a matching VSA"
+        if reasons:
+            reason += ": " + "; ".join(reasons[:3])
+        return RuleResult(False, reason, spec.appliesTo, rule), used
+
+    def _mismatch(self, claim: Claim, targets: Artifacts) -> str | None:
+        predicate = claim.statement.get("predicate") or {}
+        verifier = (predicate.get("verifier") or {}).get("id")
+        if verifier != self.spec.verifierId:
+            return f"verifier {verifier!r}"
+        if predicate.get("verificationResult") != "PASSED":
+            return f"verificationResult {predicate.get('verificationResult')!r}"
+        if (
+            self.spec.policyUri
+            and (predicate.get("policy") or {}).get("uri") != self.spec.policyUri
+        ):
+            return "different policy uri"
+        levels = set(predicate.get("verifiedLevels") or [])
+        missing = [lv for lv in self.spec.verifiedLevels if lv not in levels]
+        if missing:
+            return f"lacks verified level(s) {', '.join(missing)}"
+        subjects = [s.get("digest") or {} for s in claim.statement.get("subject") or []]
+        if not any(_same_digest(s, t) for s in subjects for t in targets.values()):
+            return f"its subject is none of the artifacts of {self.spec.appliesTo}"
+        return None

@@ -1,0 +1,120 @@
+"""The starter layout `mlprov policy init` writes: dataset → train → eval → release, commented."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+STEPS = ("dataset", "train", "eval")
+
+_TEMPLATE = """\
+# mlprov layout: what must be true of a model's attestations before it is released.
+# Format: in-toto attestation layout (ITE-10/11), extended by mlprov; see docs/policy.md.
+# Check it with `mlprov policy lint {name}`, use it with
+#   mlprov policy check {name} --attestations out/ --subject out/model
+expires: "{expires}"  # after this, every check fails: review the policy by then
+
+# Values substituted as {{name}} into the rules below; override with --param NAME=VALUE.
+parameters:
+  dataset: dataset            # name of the dataset artifact the dataset step produces
+  model: model                # name of the model artifact the train step produces
+  metric: accuracy            # the evaluation metric that gates the release ...
+  min_score: {min_score}      # ... and its minimum (double() in the rule: ints work too)
+
+# Who may sign for each step: PEM public keys (publicKeyPath, relative to this file),
+# securesystemslib keys (keyType/scheme/keyVal) or Sigstore identities:
+#   ci: {{sigstore: {{issuer: https://token.actions.githubusercontent.com,
+#                   subject: "https://github.com/org/repo/.github/workflows/train.yml@refs/heads/main"}}}}
+functionaries:
+{functionaries}
+steps:
+  # 1. Dataset preparation: SLSA provenance (buildType dataset-preparation) of the dataset.
+  - name: dataset
+    expectedMaterials:
+      - "ALLOW *"                 # raw sources; tighten to what you accept
+    expectedProducts:
+      - "CREATE {{dataset}}"
+      - "DISALLOW *"              # nothing else may come out of this step
+    expectedPredicates:
+      - predicateType: https://slsa.dev/provenance/v1
+        functionaries: [{dataset_signer}]
+        expectedAttributes:
+          - rule: "predicate.buildDefinition.buildType == 'https://mlprov.dev/buildtypes/dataset-preparation/v1'"
+
+  # 2. Training: the model must be trained on the dataset step's product, nothing else.
+  - name: train
+    expectedMaterials:
+      - "MATCH {{dataset}} WITH products FROM dataset"
+      - "DISALLOW {{dataset}}"    # a dataset whose digest the dataset step did not produce
+      - "ALLOW *"                 # code, config, base image, packages
+    expectedProducts:
+      - "CREATE {{model}}"
+      - "DISALLOW *"
+    expectedPredicates:
+      - predicateType: https://slsa.dev/provenance/v1
+        functionaries: [{train_signer}]
+        threshold: 1              # raise with more functionaries: distinct signers needed
+        expectedAttributes:
+          - rule: "predicate.buildDefinition.buildType == 'https://mlprov.dev/buildtypes/training/v1'"
+
+  # 3. Evaluation: a test result about the trained model, with the metric above the bar.
+  - name: eval
+    expectedMaterials:
+      - "MATCH {{model}} WITH products FROM train"
+      - "DISALLOW *"
+    expectedPredicates:
+      - predicateType: https://in-toto.io/attestation/test-result/v0.1
+        functionaries: [{eval_signer}]
+        expectedAttributes:
+          - rule: "predicate.result == 'PASSED'"
+          - rule: "double(predicate.metrics.{{metric}}) >= double({{min_score}})"
+          - rule: "size(predicate.failedTests) == 0"
+            allowIfNoClaim: true
+            warn: true
+
+# 4. Release: the artifact released (--subject) must be what the train step produced.
+subjects:
+  - productOf: [train]
+"""
+
+
+def starter_layout(
+    *,
+    keys: dict[str, str],
+    expires: datetime,
+    min_accuracy: float,
+    base_dir: Path,
+    name: str = "layout.yaml",
+) -> str:
+    """The starter layout's YAML text; `keys` maps step -> public key file."""
+    names: dict[str, str] = {}
+    entries: list[str] = []
+    signer: dict[str, str] = {}
+    for step in STEPS:
+        path = keys.get(step)
+        if path is None:
+            name = f"{step}-signer"
+            relative = f"{step}.pub"
+            comment = "  # placeholder: put this step's public key here"
+        else:
+            relative = os.path.relpath(Path(path).resolve(), Path(base_dir).resolve())
+            name = names.get(relative) or Path(path).stem
+            if relative not in names and name in names.values():
+                name = f"{name}-{step}"
+            comment = ""
+        if relative not in names:
+            names[relative] = name
+            entries.append(f"  {name}:\n    publicKeyPath: {json.dumps(relative)}{comment}")
+        signer[step] = names[relative]
+    stamp = expires.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _TEMPLATE.format(
+        expires=stamp,
+        name=name,
+        min_score=min_accuracy,
+        functionaries="\n".join(entries),
+        dataset_signer=signer["dataset"],
+        train_signer=signer["train"],
+        eval_signer=signer["eval"],
+    )
