@@ -15,10 +15,10 @@ from mlprov.cli import digest as digest_cmd
 from mlprov.cli import keygen as keygen_cmd
 from mlprov.cli import model as model_cmd
 from mlprov.cli import policy as policy_cmd
-from mlprov.cli import sign as sign_cmd
-from mlprov.cli import verify as verify_cmd
 from mlprov.cli import run as run_cmd
 from mlprov.cli import schema as schema_cmd
+from mlprov.cli import sign as sign_cmd
+from mlprov.cli import verify as verify_cmd
 from mlprov.errors import MlprovError
 
 
