@@ -22,6 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from securesystemslib.signer import Signer
+
 from mlprov.collect.artifacts import describe_path, is_uri, parse_digest
 from mlprov.collect.builder import detect_builder, parse_timestamp, utc_now
 from mlprov.collect.config import json_ready, load_config
@@ -44,15 +46,29 @@ from mlprov.predicates.slsa_provenance import (
     build_type_uri,
 )
 from mlprov.predicates.test_result import TestResult, Threshold
+from mlprov.signing.dsse import sign_envelope
 from mlprov.statement import ResourceDescriptor, Statement
 
 __all__ = ["TrainingRun", "evaluation_statement", "write_statement"]
 
 
-def write_statement(statement: Statement, out: str | Path, *, force: bool = False) -> bytes:
-    """Check a Statement's structure and write its canonical bytes atomically; returns them."""
+def write_statement(
+    statement: Statement,
+    out: str | Path,
+    *,
+    force: bool = False,
+    signers: Sequence[Signer] = (),
+) -> bytes:
+    """Check a Statement's structure and write it atomically; returns the bytes written.
+
+    Unsigned: the Statement's canonical bytes. With `signers`: a DSSE envelope whose
+    payload is exactly those bytes, signed by every signer.
+    """
     statement.check_structure()
     data = statement.to_bytes()
+    if signers:
+        envelope = sign_envelope(data, signers)
+        data = json.dumps(envelope.to_dict(), indent=2).encode() + b"\n"
     write_bytes_atomic(Path(out), data, force=force)
     return data
 
@@ -92,6 +108,7 @@ class TrainingRun:
         started_on: str | None = None,
         finished_on: str | None = None,
         environ: Mapping[str, str] | None = None,
+        signers: Sequence[Signer] = (),
     ) -> None:
         if build_type not in BUILD_TYPES:
             raise InputError(f"unknown build type {build_type!r}; known: {', '.join(BUILD_TYPES)}")
@@ -101,6 +118,7 @@ class TrainingRun:
             raise InputError("the step name must not be empty")
         self.out = Path(out) if out is not None else None
         self.force = force
+        self.signers = list(signers)
         self.record_host = record_host
         self.record_packages = record_packages
         self.source_dir = Path(source_dir) if source_dir is not None else None
@@ -433,7 +451,7 @@ class TrainingRun:
                     write_bytes_atomic(
                         self._manifest_path(name), manifest.to_json(), force=self.force
                     )
-            write_statement(statement, self.out, force=self.force)
+            write_statement(statement, self.out, force=self.force, signers=self.signers)
         self._finished = statement
         self.cache.close()
         return statement

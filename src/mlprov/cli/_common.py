@@ -93,3 +93,24 @@ def byte_progress(
         yield bar.set_total, bar.advance
     finally:
         bar.close()
+
+
+def sign_options(func: Any) -> Any:
+    """`--sign KEY` (repeatable) and `--password-env VAR`: sign what a command writes."""
+    func = click.option(
+        "--password-env", metavar="VAR", help="Passphrase of encrypted --sign keys is in $VAR."
+    )(func)
+    return click.option(
+        "--sign",
+        "sign_keys",
+        multiple=True,
+        metavar="KEY",
+        help="Sign the Statement on write (DSSE) with this key path or signer URI (repeatable).",
+    )(func)
+
+
+def signers_from(keys: tuple[str, ...], password_env: str | None) -> list[Any]:
+    """Signers for `--sign` keys (private PEM paths or securesystemslib signer URIs)."""
+    from mlprov.signing.keys import load_signer
+
+    return [load_signer(uri, password_env=password_env) for uri in keys]

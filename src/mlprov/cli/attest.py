@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from mlprov.api import TrainingRun, evaluation_statement, write_statement
-from mlprov.cli._common import echo_json, force_option, json_option
+from mlprov.cli._common import echo_json, force_option, json_option, sign_options, signers_from
 from mlprov.collect.config import parse_overrides
 from mlprov.errors import InputError
 from mlprov.statement import Statement
@@ -133,6 +133,7 @@ def _common(func: F) -> F:
         ),
         force_option,
         json_option,
+        sign_options,
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -155,6 +156,7 @@ def _new_run(build_type: str, opts: dict[str, Any]) -> TrainingRun:
         observed=False,
         started_on=opts["started_on"],
         finished_on=opts["finished_on"],
+        signers=signers_from(opts["sign_keys"], opts["password_env"]),
     )
     # Refuse an existing output before hashing gigabytes.
     from mlprov.fsio import check_writable
@@ -356,12 +358,14 @@ def attest_dataset(**opts: Any) -> None:
 )
 @force_option
 @json_option
+@sign_options
 @click.pass_context
 def attest_eval(ctx: click.Context, /, **opts: Any) -> None:
     """Record an evaluation as an in-toto test-result Statement about the model."""
     from mlprov.fsio import check_writable
 
     check_writable(opts["out"], force=opts["force"])
+    signers = signers_from(opts["sign_keys"], opts["password_env"])
     statement = evaluation_statement(
         model=opts["model"],
         metrics=opts["metrics"],
@@ -371,7 +375,7 @@ def attest_eval(ctx: click.Context, /, **opts: Any) -> None:
         step=opts["step"],
         url=opts["url"],
     )
-    write_statement(statement, opts["out"], force=opts["force"])
+    write_statement(statement, opts["out"], force=opts["force"], signers=signers)
     _report(statement, opts["out"], opts["as_json"])
     predicate = statement.predicate or {}
     if predicate.get("result") == "FAILED":

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from mlprov.api import TrainingRun
-from mlprov.cli._common import force_option
+from mlprov.cli._common import force_option, sign_options, signers_from
 from mlprov.collect.builder import utc_now
 from mlprov.collect.config import parse_overrides
 from mlprov.errors import InputError
@@ -86,6 +86,7 @@ class GreedyOption(click.Option):
 @click.option("--record-host", is_flag=True, help="Record the hostname.")
 @click.option("--no-packages", is_flag=True, help="Do not list installed Python distributions.")
 @force_option
+@sign_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stderr.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
@@ -103,6 +104,8 @@ def run(
     record_host: bool,
     no_packages: bool,
     force: bool,
+    sign_keys: tuple[str, ...],
+    password_env: str | None,
     as_json: bool,
     command: tuple[str, ...],
 ) -> None:
@@ -118,6 +121,7 @@ def run(
         record_packages=not no_packages,
         source_dir=None if no_git else source_dir,
         write_manifests=False,
+        signers=signers_from(sign_keys, password_env),
     )
     if config_file is not None:
         recorder.config(config_file)
