@@ -70,25 +70,25 @@ def hash_file(
         if not stat.S_ISREG(before.st_mode):
             raise InputError(f"{path} is not a regular file")
         hasher = new_hasher(algorithm, max_threads=threads)
+        size = before.st_size
         total = 0
-        # Read at most one byte past the size seen at open: a growing file is caught,
-        # never followed forever.
-        limit = before.st_size + 1
-        if before.st_size <= SMALL_FILE:
-            while total < limit:
-                data = os.read(fd, limit - total)
+        # Read exactly the size seen at open; growth, truncation or a rewrite is caught
+        # by comparing the stat after reading, never followed forever.
+        if size <= SMALL_FILE:
+            while total < size:
+                data = os.read(fd, size - total)
                 if not data:
                     break
                 hasher.update(data)
                 total += len(data)
-                if progress:
-                    progress(len(data))
+            if progress and total:
+                progress(total)
         else:
             buf = bytearray(chunk_size)
             view = memoryview(buf)
             with open(fd, "rb", buffering=0, closefd=False) as handle:
-                while total < limit:
-                    n = handle.readinto(view[: min(chunk_size, limit - total)])
+                while total < size:
+                    n = handle.readinto(view[: min(chunk_size, size - total)])
                     if not n:
                         break
                     hasher.update(view[:n])

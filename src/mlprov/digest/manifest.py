@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -24,7 +25,9 @@ MANIFEST_MEDIA_TYPE: Literal["application/vnd.mlprov.manifest.v1+json"] = (
 
 def path_order_key(name: str) -> tuple[str, ...]:
     """Sort key ordering paths component by component (`a/b` < `a-b` < `a.b`), as pathlib does."""
-    return PurePosixPath(name).parts
+    if "//" in name or name.startswith(("/", "./")) or "/./" in name or name.endswith("/"):
+        return PurePosixPath(name).parts  # not a clean relative path: let pathlib normalise
+    return tuple(name.split("/"))
 
 
 def shard_order_key(name: str) -> tuple[tuple[str, ...], int, int]:
@@ -43,14 +46,17 @@ def split_shard_name(name: str) -> tuple[str, int, int]:
         raise InputError(f"shard name {name!r} is not of the form path:start:end") from None
 
 
-class FileEntry(BaseModel):
-    """One file (or one shard of a file) of a tree and its digest."""
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file (or one shard of a file, named `path:start:end`) of a tree and its digest.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    A plain dataclass, not a model: a tree of a million files builds a million of these.
+    Pydantic still validates them when a manifest is read (`TreeManifest.from_json`).
+    """
 
-    path: str = Field(description="Relative POSIX path; `path:start:end` for a shard")
-    digest: str = Field(description="Hex digest of the bytes")
-    size: int = Field(ge=0, description="Size in bytes of the file (or shard)")
+    path: str
+    digest: str
+    size: int
 
 
 class TreeManifest(BaseModel):
@@ -81,7 +87,9 @@ class TreeManifest(BaseModel):
         """Order the entries as OMS does and compute the tree digest over them."""
         key = shard_order_key if method == "shards" else path_order_key
         ordered = sorted(entries, key=lambda e: key(e.path))
-        return cls(
+        # Entries come from the engine itself: construct without re-validating each one.
+        return cls.model_construct(
+            mediaType=MANIFEST_MEDIA_TYPE,
             name=name,
             algorithm=algorithm,
             method=method,

@@ -1,14 +1,14 @@
 """digest_tree: the manifest and tree digest of a model or dataset, hashed in parallel.
 
-Large files are hashed one per worker (hashlib releases the GIL); small files are
-batched so that a million of them do not pay a task each; with `shard_size` every
-shard of a large file is its own task, so a single huge file uses every core.
+Large files are hashed one per worker thread (hashlib releases the GIL); small files
+are hashed in one tight loop beside them, so a million of them pay no per-task cost;
+with `shard_size` every shard of a large file is its own task, so a single huge file
+uses every core.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,11 +20,8 @@ from mlprov.digest.hashing import ProgressCallback, hash_file, hash_shard, shard
 from mlprov.digest.manifest import FileEntry, TreeManifest
 from mlprov.digest.walk import FileInfo, IgnoreRules, default_ignore_patterns, list_files
 
-#: Files above this size are a task of their own; smaller ones are batched.
+#: Files (or shards) from this size on are hashed in the thread pool.
 LARGE_FILE = 8 << 20
-#: Upper bounds of one batch of small files.
-BATCH_FILES = 256
-BATCH_BYTES = 32 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,19 +90,19 @@ def digest_tree(
         symlink_boundary=symlink_boundary,
     )
     tasks = _tasks(files, shard_size)
-    keys = [CacheKey.of(t.info.st, t.start, t.end) for t in tasks]
+    keys = [CacheKey.of(t.info.st, t.start, t.end) for t in tasks] if cache else []
     cached = cache.lookup(algorithm, keys) if cache else {}
-    todo = [t for t, k in zip(tasks, keys, strict=True) if k not in cached]
+    todo = [t for t, k in zip(tasks, keys, strict=True) if k not in cached] if cached else tasks
     if on_total:
         on_total(sum(t.size for t in todo))
     computed = _run(todo, algorithm, workers or default_workers(), not follow_symlinks, progress)
     if cache:
         cache.store(algorithm, computed.values())
     entries = []
-    for task, key in zip(tasks, keys, strict=True):
-        hit = cached.get(key)
+    for i, task in enumerate(tasks):
+        hit = cached.get(keys[i]) if cached else None
         digest = hit if hit is not None else computed[task.name][1]
-        entries.append(FileEntry(path=task.name, digest=digest, size=task.size))
+        entries.append(FileEntry(task.name, digest, task.size))
     name = (root.resolve() if root.name in ("", ".", "..") else root).name
     return TreeManifest.build(
         name=name,
@@ -125,25 +122,6 @@ def _tasks(files: Sequence[FileInfo], shard_size: int | None) -> list[_Task]:
     ]
 
 
-def _batches(tasks: Sequence[_Task]) -> list[list[_Task]]:
-    """Large tasks alone, largest first; small ones grouped into bounded batches."""
-    large = sorted((t for t in tasks if t.size >= LARGE_FILE), key=lambda t: -t.size)
-    batches = [[t] for t in large]
-    batch: list[_Task] = []
-    batch_bytes = 0
-    for task in tasks:
-        if task.size >= LARGE_FILE:
-            continue
-        batch.append(task)
-        batch_bytes += task.size
-        if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
-            batches.append(batch)
-            batch, batch_bytes = [], 0
-    if batch:
-        batches.append(batch)
-    return batches
-
-
 def _run(
     tasks: Sequence[_Task],
     algorithm: str,
@@ -151,43 +129,46 @@ def _run(
     nofollow: bool,
     progress: ProgressCallback | None,
 ) -> dict[str, tuple[CacheKey, str]]:
-    """Hash `tasks` on `workers` threads; returns name -> (cache key, digest)."""
-    results: dict[str, tuple[CacheKey, str]] = {}
-    lock = threading.Lock()
-    large_count = sum(1 for t in tasks if t.size >= LARGE_FILE)
+    """Hash `tasks`; returns name -> (cache key, digest).
+
+    Large tasks (largest first) go to a pool of `workers` threads, where hashlib runs
+    without the GIL; small files are hashed meanwhile in this thread, in one tight loop:
+    their cost is system calls and interpreter time, which more threads only contend for.
+    """
+    large = sorted((t for t in tasks if t.size >= LARGE_FILE), key=lambda t: -t.size)
+    small = [t for t in tasks if t.size < LARGE_FILE]
     # blake3 can spread one input over threads; give them when files are fewer than cores.
-    threads = max(1, workers // max(1, large_count)) if algorithm == "blake3" else 1
+    threads = max(1, workers // max(1, len(large))) if algorithm == "blake3" else 1
 
-    def run_batch(batch: list[_Task]) -> None:
-        done = []
-        for task in batch:
-            if task.end < 0:
-                hashed = hash_file(
-                    task.info.path, algorithm, nofollow=nofollow, progress=progress, threads=threads
-                )
-                key = CacheKey.of(hashed.st)
-            else:
-                hashed = hash_shard(
-                    task.info.path,
-                    algorithm,
-                    task.start,
-                    task.end,
-                    expected=task.info.st,
-                    nofollow=nofollow,
-                    progress=progress,
-                )
-                key = CacheKey.of(hashed.st, task.start, task.end)
-            done.append((task.name, key, hashed.digest))
-        with lock:
-            for name, key, digest in done:
-                results[name] = (key, digest)
+    def run_one(task: _Task) -> tuple[str, CacheKey, str]:
+        if task.end < 0:
+            hashed = hash_file(
+                task.info.path, algorithm, nofollow=nofollow, progress=progress, threads=threads
+            )
+            return task.name, CacheKey.of(hashed.st), hashed.digest
+        hashed = hash_shard(
+            task.info.path,
+            algorithm,
+            task.start,
+            task.end,
+            expected=task.info.st,
+            nofollow=nofollow,
+            progress=progress,
+        )
+        return task.name, CacheKey.of(hashed.st, task.start, task.end), hashed.digest
 
-    batches = _batches(tasks)
-    if workers == 1 or len(batches) <= 1:
-        for batch in batches:
-            run_batch(batch)
+    results: dict[str, tuple[CacheKey, str]] = {}
+    if not large or workers == 1:
+        for task in [*large, *small]:
+            name, key, digest = run_one(task)
+            results[name] = (key, digest)
         return results
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlprov-digest") as pool:
-        for future in [pool.submit(run_batch, b) for b in batches]:
-            future.result()
+        futures = [pool.submit(run_one, task) for task in large]
+        for task in small:
+            name, key, digest = run_one(task)
+            results[name] = (key, digest)
+        for future in futures:
+            name, key, digest = future.result()
+            results[name] = (key, digest)
     return results

@@ -38,17 +38,18 @@ class IgnoreRules:
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = [p.rstrip("/") for p in patterns if p.strip("/")]
+        self.root_names = {p[5:] for p in self.patterns if p.startswith("root:")}
+        self.globs = [p for p in self.patterns if not p.startswith("root:")]
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
 
     def match(self, rel: str) -> bool:
+        if rel in self.root_names:
+            return True
         name = rel.rsplit("/", 1)[-1]
-        for pattern in self.patterns:
-            if pattern.startswith("root:"):
-                if rel == pattern[5:]:
-                    return True
-            elif "/" in pattern:
+        for pattern in self.globs:
+            if "/" in pattern:
                 if fnmatch.fnmatchcase(rel, pattern):
                     return True
             elif fnmatch.fnmatchcase(name, pattern):
