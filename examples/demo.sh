@@ -1,27 +1,68 @@
 #!/usr/bin/env bash
-# The end-to-end story of mlprov, offline: each stage prints what it did.
+# The end-to-end story of mlprov, offline: a tiny numpy pipeline (dataset → training →
+# conversion → evaluation) recorded, signed, checked against a release policy, and kept
+# in a store that answers lineage questions. Each stage prints what it did.
 set -euo pipefail
 cd "$(dirname "$0")"
 OUT=out
-rm -rf "$OUT" && mkdir -p "$OUT"
+ATT=$OUT/attestations   # signed attestations only: what the release gate reads
+rm -rf "$OUT" && mkdir -p "$OUT" "$ATT"
 export MLPROV_CACHE_DIR="$PWD/$OUT/cache"
+export MLPROV_STORE="$PWD/$OUT/store.sqlite3"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "1. Generate a tiny dataset and model"
-python - "$OUT" <<'PY'
-import sys, pathlib, numpy as np
-out = pathlib.Path(sys.argv[1])
-rng = np.random.default_rng(0)
-(out / "dataset").mkdir()
-np.save(out / "dataset" / "features.npy", rng.normal(size=(200, 4)))
-np.save(out / "dataset" / "labels.npy", (rng.random(200) > 0.5).astype(np.int64))
-(out / "model").mkdir()
-np.save(out / "model" / "weights.npy", rng.normal(size=4))
-(out / "model" / "config.json").write_text('{"kind": "logistic-regression", "features": 4}\n')
+step "1. Keys: one for data preparation, one for the trainer, one for the release gate"
+mlprov keygen --out "$OUT/data" --no-password
+mlprov keygen --out "$OUT/trainer" --no-password
+mlprov keygen --out "$OUT/gate" --no-password
+
+step "2. Dataset preparation, run and recorded by mlprov run (signed on write)"
+mlprov run --step dataset --products "$OUT/data/train" "$OUT/data/test" \
+  --out "$ATT/dataset.intoto.json" --sign "$OUT/data.key" \
+  -- python pipeline/make_dataset.py --out "$OUT/data" --seed 0
+mlprov digest "$OUT/data" --files
+
+step "3. Training, recorded from inside the script with mlprov.TrainingRun, then signed"
+python pipeline/train.py --data "$OUT/data/train" --config pipeline/train.yaml \
+  --model "$OUT/lr-model" --metrics "$OUT/train-metrics.json" --record "$OUT/train.statement.json"
+mlprov sign "$OUT/train.statement.json" --key "$OUT/trainer.key" --out "$ATT/train.intoto.json"
+mlprov verify "$ATT/train.intoto.json" --key "$OUT/trainer.pub" --subject-path "$OUT/lr-model"
+
+step "4. Conversion to float16, recorded with mlprov attest convert"
+python pipeline/convert.py --model "$OUT/lr-model" --out "$OUT/lr-model-fp16" --dtype float16
+mlprov attest convert --model "$OUT/lr-model-fp16" --base-model "$OUT/lr-model" \
+  --param dtype=float16 --entry-point pipeline/convert.py --no-packages \
+  --out "$ATT/convert.intoto.json" --sign "$OUT/trainer.key"
+
+step "5. Evaluation: an in-toto test-result with metrics and a threshold"
+python pipeline/evaluate.py --model "$OUT/lr-model" --data "$OUT/data/test" --out "$OUT/eval-metrics.json"
+mlprov attest eval --model "$OUT/lr-model" --dataset test="$OUT/data/test" \
+  --metrics "$OUT/eval-metrics.json" --threshold 'accuracy>=0.8' \
+  --out "$ATT/eval.intoto.json" --sign "$OUT/trainer.key"
+mlprov verify "$ATT/eval.intoto.json" --key "$OUT/trainer.pub"
+
+step "6. The training Statement (SLSA Provenance v1; installed packages elided)"
+python - "$OUT/train.statement.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+deps = doc["predicate"]["buildDefinition"]["resolvedDependencies"]
+packages = [d for d in deps if d.get("annotations", {}).get("role") == "package"]
+doc["predicate"]["buildDefinition"]["resolvedDependencies"] = [d for d in deps if d not in packages] + [
+    f"... {len(packages)} pkg:pypi packages"
+]
+print(json.dumps(doc, indent=2))
 PY
 
-step "2. Digest them (tree digests are OpenSSF Model Signing compatible)"
-mlprov digest "$OUT/dataset" "$OUT/model" --files
-mlprov digest "$OUT/dataset" --manifest-out "$OUT/dataset.manifest.json"
-mlprov digest --check "$OUT/dataset.manifest.json"
+step "7. Model signature: an OpenSSF Model Signing bundle (model_signing verifies it too)"
+mlprov model sign "$OUT/lr-model" --key "$OUT/trainer.key" --out "$OUT/lr-model.sig"
+mlprov model verify "$OUT/lr-model" --signature "$OUT/lr-model.sig" --key "$OUT/trainer.pub"
+
+step "8. Release gate: the attestations against a layout, leaving a signed VSA"
+mlprov policy init --out "$OUT/layout.yaml" --key dataset="$OUT/data.pub" \
+  --key train="$OUT/trainer.pub" --key eval="$OUT/trainer.pub"
+mlprov policy lint "$OUT/layout.yaml"
+mlprov policy check "$OUT/layout.yaml" --attestations "$ATT" --subject "$OUT/lr-model" \
+  --vsa-out "$OUT/lr-model.vsa.intoto.json" --vsa-key "$OUT/gate.key" \
+  --verifier-id https://mlprov.dev/demo/release-gate
+mlprov verify "$OUT/lr-model.vsa.intoto.json" --key "$OUT/gate.pub"

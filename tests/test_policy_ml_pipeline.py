@@ -530,6 +530,10 @@ def test_failed_check_writes_failed_vsa(tmp_path: Path, signers: dict[str, Crypt
     assert predicate["verifiedLevels"] == []
 
 
+# The starter layout names the examples/ pipeline's artifacts; these tests' pipeline differs.
+PIPELINE_NAMES = ("--param", "train_data=dataset", "--param", "model=model")
+
+
 def test_init_layout_passes_on_an_mlprov_pipeline(
     tmp_path: Path, signers: dict[str, CryptoSigner]
 ) -> None:
@@ -562,11 +566,11 @@ def test_init_layout_passes_on_an_mlprov_pipeline(
     _, att = write(tmp_path / "run", signers, statements, layout_doc(signers))
     (att / "notes.json").write_text("{}")  # not an attestation: skipped, reported
     model = tmp_path / "model"
-    check = run_cli("policy", "check", out, "--attestations", att)
+    check = run_cli("policy", "check", out, "--attestations", att, *PIPELINE_NAMES)
     assert check.code == 0, check
     assert "skipped" in check.out and "notes.json" in check.out
     statements["eval"]["predicate"]["metrics"]["accuracy"] = 0.4
     _, att = write(tmp_path / "run", signers, statements, layout_doc(signers))
-    failed = run_cli("policy", "check", out, "--attestations", att)
+    failed = run_cli("policy", "check", out, "--attestations", att, *PIPELINE_NAMES)
     assert failed.code == 1 and "double(predicate.metrics.accuracy) >= double(0.5)" in failed.err
     assert not model.exists()

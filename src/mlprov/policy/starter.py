@@ -13,13 +13,14 @@ _TEMPLATE = """\
 # mlprov layout: what must be true of a model's attestations before it is released.
 # Format: in-toto attestation layout (ITE-10/11), extended by mlprov; see docs/policy.md.
 # Check it with `mlprov policy lint {name}`, use it with
-#   mlprov policy check {name} --attestations out/ --subject out/model
+#   mlprov policy check {name} --attestations out/ --subject out/lr-model
 expires: "{expires}"  # after this, every check fails: review the policy by then
 
 # Values substituted as {{name}} into the rules below; override with --param NAME=VALUE.
 parameters:
-  dataset: dataset            # name of the dataset artifact the dataset step produces
-  model: model                # name of the model artifact the train step produces
+  train_data: train           # name of the training split the dataset step produces
+  test_data: test             # name of the test split the dataset step produces
+  model: lr-model             # name of the model artifact the train step produces
   metric: accuracy            # the evaluation metric that gates the release ...
   min_score: {min_score}      # ... and its minimum (double() in the rule: ints work too)
 
@@ -30,24 +31,29 @@ parameters:
 functionaries:
 {functionaries}
 steps:
-  # 1. Dataset preparation: SLSA provenance (buildType dataset-preparation) of the dataset.
+  # 1. Dataset preparation: SLSA provenance of the splits, from `mlprov attest dataset`
+  #    (buildType dataset-preparation) or `mlprov run` (buildType run).
   - name: dataset
     expectedMaterials:
       - "ALLOW *"                 # raw sources; tighten to what you accept
     expectedProducts:
-      - "CREATE {{dataset}}"
+      - "CREATE {{train_data}}"
+      - "CREATE {{test_data}}"
       - "DISALLOW *"              # nothing else may come out of this step
     expectedPredicates:
       - predicateType: https://slsa.dev/provenance/v1
         functionaries: [{dataset_signer}]
         expectedAttributes:
-          - rule: "predicate.buildDefinition.buildType == 'https://mlprov.dev/buildtypes/dataset-preparation/v1'"
+          - rule: "predicate.buildDefinition.buildType in [
+              'https://mlprov.dev/buildtypes/dataset-preparation/v1',
+              'https://mlprov.dev/buildtypes/run/v1']"
 
-  # 2. Training: the model must be trained on the dataset step's product, nothing else.
+  # 2. Training: the model must be trained on the dataset step's training split.
   - name: train
     expectedMaterials:
-      - "MATCH {{dataset}} WITH products FROM dataset"
-      - "DISALLOW {{dataset}}"    # a dataset whose digest the dataset step did not produce
+      - "MATCH {{train_data}} WITH products FROM dataset"
+      - "DISALLOW {{train_data}}" # a dataset whose digest the dataset step did not produce
+      - "DISALLOW {{test_data}}"  # never train on the test split
       - "ALLOW *"                 # code, config, base image, packages
     expectedProducts:
       - "CREATE {{model}}"
@@ -59,7 +65,8 @@ steps:
         expectedAttributes:
           - rule: "predicate.buildDefinition.buildType == 'https://mlprov.dev/buildtypes/training/v1'"
 
-  # 3. Evaluation: a test result about the trained model, with the metric above the bar.
+  # 3. Evaluation: a test result about the trained model (a test result's materials are
+  #    its subjects), with the metric above the bar.
   - name: eval
     expectedMaterials:
       - "MATCH {{model}} WITH products FROM train"
@@ -95,18 +102,18 @@ def starter_layout(
     for step in STEPS:
         path = keys.get(step)
         if path is None:
-            name = f"{step}-signer"
+            functionary = f"{step}-signer"
             relative = f"{step}.pub"
             comment = "  # placeholder: put this step's public key here"
         else:
             relative = os.path.relpath(Path(path).resolve(), Path(base_dir).resolve())
-            name = names.get(relative) or Path(path).stem
-            if relative not in names and name in names.values():
-                name = f"{name}-{step}"
+            functionary = names.get(relative) or Path(path).stem
+            if relative not in names and functionary in names.values():
+                functionary = f"{functionary}-{step}"
             comment = ""
         if relative not in names:
-            names[relative] = name
-            entries.append(f"  {name}:\n    publicKeyPath: {json.dumps(relative)}{comment}")
+            names[relative] = functionary
+            entries.append(f"  {functionary}:\n    publicKeyPath: {json.dumps(relative)}{comment}")
         signer[step] = names[relative]
     stamp = expires.replace(microsecond=0).isoformat().replace("+00:00", "Z")
     return _TEMPLATE.format(
