@@ -1,0 +1,231 @@
+"""Keys: load signers from PEM files or securesystemslib URIs, load public keys, make key pairs.
+
+Signing goes through securesystemslib's `Signer` machinery (file2:, gcpkms:, awskms:,
+azurekms:, hsm:, hv:), so mlprov never rewrites a KMS or HSM client. A bare path is a
+PEM PKCS#8 private key, optionally encrypted (the passphrase comes from an environment
+variable or the caller, never from the command line).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509 import load_pem_x509_certificate
+from securesystemslib.signer import CryptoSigner, Key, Signer, SSlibKey
+
+from mlprov.errors import InputError
+
+KeyType = Literal["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-3072"]
+KEY_TYPES: tuple[str, ...] = get_args(KeyType)
+
+#: URI schemes of securesystemslib signers whose key lives elsewhere (KMS, HSM, Vault).
+REMOTE_SCHEMES = ("gcpkms", "awskms", "azurekms", "hsm", "hv")
+#: Upper bound on a key file, so a wrong path to a huge file fails fast.
+MAX_KEY_BYTES = 1 << 20
+
+
+def _read_key_file(path: Path, what: str) -> bytes:
+    try:
+        if path.stat().st_size > MAX_KEY_BYTES:
+            raise InputError(f"{path}: too large to be a {what}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a directory") from None
+    except OSError as exc:
+        raise InputError(f"{what} {path}: cannot read ({exc.strerror})") from None
+
+
+def _password_from_env(password_env: str | None) -> bytes | None:
+    if password_env is None:
+        return None
+    value = os.environ.get(password_env)
+    if value is None:
+        raise InputError(f"environment variable {password_env} (the key passphrase) is not set")
+    return value.encode()
+
+
+def load_private_key_pem(path: Path, *, password: bytes | None = None) -> CryptoSigner:
+    """A CryptoSigner for a PEM private key file (PKCS#8, PKCS#1 or SEC1; maybe encrypted)."""
+    data = _read_key_file(path, "private key")
+    try:
+        private = serialization.load_pem_private_key(data, password=password)
+    except TypeError:
+        if password is None:
+            raise InputError(
+                f"{path} is encrypted: give its passphrase with --password-env VAR"
+            ) from None
+        raise InputError(f"{path} is not encrypted, but a passphrase was given") from None
+    except ValueError as exc:
+        text = str(exc).lower()
+        if password is not None and ("password" in text or "decrypt" in text):
+            raise InputError(f"{path}: wrong passphrase") from None
+        raise InputError(f"{path} is not a PEM private key") from None
+    except Exception:  # cryptography raises UnsupportedAlgorithm and others for junk
+        raise InputError(f"{path} is not a usable PEM private key") from None
+    try:
+        return CryptoSigner(private)
+    except ValueError as exc:
+        raise InputError(f"{path}: unsupported key ({exc})") from None
+
+
+def load_signer(
+    uri: str,
+    *,
+    password_env: str | None = None,
+    password: bytes | None = None,
+    public_key: Key | None = None,
+) -> Signer:
+    """A signer for a PEM private key path or any securesystemslib private-key URI.
+
+    `password_env` names the environment variable holding a PEM key's passphrase
+    (`password` gives it directly). Remote URIs (KMS, HSM, Vault) need the signer's
+    `public_key`; for gcpkms: and awskms: it is fetched from the service when not given.
+    """
+    if password is None:
+        password = _password_from_env(password_env)
+    scheme, sep, rest = uri.partition(":")
+    if not sep or len(scheme) < 2 or scheme not in (CryptoSigner.SCHEME, *REMOTE_SCHEMES):
+        # A path (also "C:\..." or "./x:y"): a PEM private key on disk.
+        return load_private_key_pem(Path(uri), password=password)
+    if scheme == CryptoSigner.SCHEME:
+        return load_private_key_pem(Path(rest), password=password)
+    if public_key is None:
+        public_key = _import_remote_public_key(scheme, rest)
+    try:
+        return Signer.from_priv_key_uri(uri, public_key)
+    except Exception as exc:  # each backend raises its own kinds
+        raise InputError(f"cannot load signer {uri}: {exc}") from None
+
+
+def _import_remote_public_key(scheme: str, rest: str) -> Key:
+    """Ask the KMS for the public half of a remote key (network; gcpkms and awskms only)."""
+    try:
+        if scheme == "gcpkms":
+            from securesystemslib.signer import GCPSigner
+
+            return GCPSigner.import_(rest)[1]
+        if scheme == "awskms":
+            from securesystemslib.signer import AWSSigner
+
+            return AWSSigner.import_(rest)[1]
+    except Exception as exc:
+        raise InputError(f"cannot fetch the public key of {scheme}:{rest}: {exc}") from None
+    raise InputError(
+        f"a {scheme}: key needs its public key: pass public_key (CLI: --public-key PUB)"
+    )
+
+
+def key_from_crypto(public: Any, *, keyid: str | None = None) -> SSlibKey:
+    """An SSlibKey (default scheme for its type) for a pyca/cryptography public key."""
+    try:
+        return SSlibKey.from_crypto(public, keyid)
+    except ValueError as exc:
+        raise InputError(f"unsupported public key: {exc}") from None
+
+
+def load_public_key(path: Path) -> Key:
+    """A public key from PEM SubjectPublicKeyInfo, an X.509 certificate or securesystemslib JSON."""
+    path = Path(path)
+    data = _read_key_file(path, "public key")
+    text = data.lstrip()
+    if text.startswith(b"{"):
+        return _key_from_json(data, str(path))
+    if text.startswith(b"-----BEGIN CERTIFICATE"):
+        try:
+            cert = load_pem_x509_certificate(data)
+        except ValueError:
+            raise InputError(f"{path}: not a valid PEM certificate") from None
+        return key_from_crypto(cert.public_key())
+    if b"PRIVATE KEY" in data:
+        raise InputError(f"{path} holds a private key; give the public key (NAME.pub)")
+    try:
+        public = serialization.load_pem_public_key(data)
+    except Exception:
+        raise InputError(f"{path} is not a PEM public key") from None
+    return key_from_crypto(public)
+
+
+def _key_from_json(data: bytes, source: str) -> Key:
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        raise InputError(f"{source}: not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: a securesystemslib key must be a JSON object")
+    raw = dict(raw)
+    keyid = raw.pop("keyid", None)
+    try:
+        if keyid is None:
+            from securesystemslib.signer._utils import compute_default_keyid
+
+            keyid = compute_default_keyid(raw["keytype"], raw["scheme"], raw["keyval"])
+        if not isinstance(keyid, str):
+            raise InputError(f"{source}: keyid must be a string")
+        key = Key.from_dict(keyid, raw)
+        if isinstance(key, SSlibKey):
+            key._crypto_key()  # parse the key material now, not at verification time
+        return key
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{source}: not a usable securesystemslib key ({exc})") from None
+
+
+def public_pem(key: Key) -> bytes:
+    """PEM SubjectPublicKeyInfo of a key."""
+    if not isinstance(key, SSlibKey):
+        raise InputError(f"key {key.keyid} ({key.keytype}) has no PEM form")
+    public: Any = key._crypto_key()
+    pem: bytes = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem
+
+
+def pem_hint(key: Key) -> str:
+    """OMS/cosign key hint: hex sha256 of the PEM SubjectPublicKeyInfo."""
+    return hashlib.sha256(public_pem(key)).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A freshly generated key pair: PEM bytes of both halves and the keyid."""
+
+    private_pem: bytes
+    public_pem: bytes
+    keyid: str
+    key: SSlibKey
+
+
+def generate_keypair(key_type: str = "ecdsa-p256", *, password: bytes | None = None) -> KeyPair:
+    """Generate a key pair; the private half is PKCS#8 PEM, encrypted when `password` is given."""
+    private: Any
+    if key_type == "ed25519":
+        private = ed25519.Ed25519PrivateKey.generate()
+    elif key_type == "ecdsa-p256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    elif key_type == "ecdsa-p384":
+        private = ec.generate_private_key(ec.SECP384R1())
+    elif key_type == "rsa-3072":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    else:
+        raise InputError(f"unknown key type {key_type!r}; choose one of {', '.join(KEY_TYPES)}")
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    key = key_from_crypto(private.public_key())
+    return KeyPair(private_pem=private_pem, public_pem=public_pem(key), keyid=key.keyid, key=key)
