@@ -11,6 +11,8 @@ import click
 
 from mlprov import __version__
 from mlprov.cli import digest as digest_cmd
+from mlprov.cli import lineage as lineage_cmd
+from mlprov.cli import store as store_cmd
 from mlprov.errors import MlprovError
 
 
@@ -26,6 +28,8 @@ def cli() -> None:
 
 
 cli.add_command(digest_cmd.digest)
+cli.add_command(store_cmd.store)
+cli.add_command(lineage_cmd.lineage)
 
 
 def main(argv: list[str] | None = None) -> int:

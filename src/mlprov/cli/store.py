@@ -17,9 +17,8 @@ from mlprov.predicates import LINK_V03, OMS_V1, SLSA_PROVENANCE_V1, TEST_RESULT_
 from mlprov.signing.files import SignedAttestation, read_attestations
 from mlprov.store import (
     UNVERIFIED,
-    AnyOfVerifiers,
     AttestationVerifier,
-    KeyVerifier,
+    SignatureVerifier,
     SignerEvidence,
     Store,
     StoredAttestation,
@@ -70,12 +69,6 @@ def store() -> None:
     """
 
 
-def _load_keys(paths: tuple[Path, ...]) -> list[Any]:
-    from mlprov.signing.keys import load_public_key
-
-    return [load_public_key(path) for path in paths]
-
-
 def _verifier(
     keys: tuple[Path, ...],
     threshold: int,
@@ -85,29 +78,28 @@ def _verifier(
     trusted_root: Path | None,
     staging: bool,
 ) -> AttestationVerifier | None:
-    """The verifiers the options ask for, or None to store unverified."""
-    verifiers: list[AttestationVerifier] = []
-    if keys:
-        verifiers.append(KeyVerifier(keys=_load_keys(keys), threshold=threshold))
+    """The verifier the options ask for, or None to store unverified."""
+    from mlprov.signing.keys import load_public_key
+    from mlprov.signing.sigstore_bundle import SigstoreIdentity
+
+    identities = []
     if identity or identity_regex or issuer:
         if not issuer:
             raise InputError("--identity needs --issuer (the OIDC issuer of the signer)")
-        if not (identity or identity_regex):
-            raise InputError("--issuer needs --identity or --identity-regex")
-        from mlprov.store.ingest import SigstoreVerifier
-
-        verifiers.append(
-            SigstoreVerifier(
-                issuer=issuer,
-                identity=identity,
-                identity_regex=identity_regex,
-                trusted_root=trusted_root,
-                staging=staging,
-            )
+        identities.append(
+            SigstoreIdentity(issuer=issuer, subject=identity, subject_regex=identity_regex)
         )
     elif trusted_root or staging:
         raise InputError("--trusted-root/--staging apply to --identity/--issuer verification")
-    return AnyOfVerifiers(verifiers) if verifiers else None
+    if not keys and not identities:
+        return None
+    return SignatureVerifier(
+        keys=[load_public_key(path) for path in keys],
+        identities=identities,
+        trusted_root=trusted_root,
+        staging=staging,
+        threshold=threshold,
+    )
 
 
 ADD_EPILOG = """\b
@@ -122,16 +114,27 @@ Examples:
 @store.command(epilog=ADD_EPILOG)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "--key", "keys", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+    "--key",
+    "keys",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
     help="Trusted public key (PEM); repeatable. Attestations it did not sign are refused.",
 )
-@click.option("--threshold", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Distinct --key signatures needed.")
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Distinct --key signatures needed.",
+)
 @click.option("--identity", help="Sigstore signer identity (e-mail, workflow URI) to require.")
 @click.option("--identity-regex", help="Regular expression the Sigstore identity must match.")
 @click.option("--issuer", help="OIDC issuer of the Sigstore identity.")
-@click.option("--trusted-root", type=click.Path(path_type=Path, dir_okay=False),
-              help="Sigstore trusted root JSON to verify offline against.")
+@click.option(
+    "--trusted-root",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Sigstore trusted root JSON to verify offline against.",
+)
 @click.option("--staging", is_flag=True, help="Verify against Sigstore's staging instance.")
 @store_option
 @json_option
@@ -239,7 +242,9 @@ Examples:
 
 
 @store.command(name="ls", epilog=LS_EPILOG)
-@click.option("--predicate-type", help="Full predicate type URI, or slsa, test-result, link, vsa, oms.")
+@click.option(
+    "--predicate-type", help="Full predicate type URI, or slsa, test-result, link, vsa, oms."
+)
 @click.option("--step", help="Pipeline step (e.g. training, fine-tuning).")
 @click.option("--build-type", help="SLSA buildType URI.")
 @click.option("--signer", help="A signer (keyid:…, or a Sigstore identity), verified or claimed.")
@@ -306,6 +311,9 @@ Examples:
 """
 
 
+SHOWN_FIELDS = ("kind", "predicateType", "buildType", "step", "verified", "addedAt", "source")
+
+
 @store.command(epilog=SHOW_EPILOG)
 @click.argument("digest")
 @click.option("--raw", is_flag=True, help="Print the exact stored bytes of the attestation.")
@@ -333,14 +341,20 @@ def show(
             click.echo(item.raw.decode("utf-8", errors="replace").rstrip("\n"))
         return
     if as_json:
-        echo_json(
-            [{**item.to_dict(), "statement": item.statement().to_dict()} for item in items]
-        )
+        echo_json([{**item.to_dict(), "statement": item.statement().to_dict()} for item in items])
         return
     for item in items:
         click.echo(_summary_line(item).split("  ")[0])
         details = item.to_dict()
-        for field in ("kind", "predicateType", "buildType", "step", "verified", "addedAt", "source"):
+        for field in (
+            "kind",
+            "predicateType",
+            "buildType",
+            "step",
+            "verified",
+            "addedAt",
+            "source",
+        ):
             if details[field] is not None:
                 click.echo(f"  {field}: {details[field]}")
         for signer, ok in item.signers:
@@ -363,13 +377,26 @@ Examples:
 
 @store.command(epilog=EXPORT_EPILOG)
 @click.argument("digests", nargs=-1)
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="The .intoto.jsonl file to write (one attestation's exact bytes per line).")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The .intoto.jsonl file to write (one attestation's exact bytes per line).",
+)
 @click.option("--all", "export_all", is_flag=True, help="Export every stored attestation.")
-@click.option("--up", "direction", flag_value="up",
-              help="Also every attestation in the artifacts' lineage up (what they came from).")
-@click.option("--down", "direction", flag_value="down",
-              help="Also every attestation in their lineage down (what was built from them).")
+@click.option(
+    "--up",
+    "direction",
+    flag_value="up",
+    help="Also every attestation in the artifacts' lineage up (what they came from).",
+)
+@click.option(
+    "--down",
+    "direction",
+    flag_value="down",
+    help="Also every attestation in their lineage down (what was built from them).",
+)
 @store_option
 @force_option
 @json_option

@@ -1,7 +1,7 @@
 """The attestation store: exact bytes by digest, indexed by subject and material, with
 lineage queries up (what a model came from) and down (what a dataset reached)."""
 
-from mlprov.store.ingest import AnyOfVerifiers, AttestationVerifier, KeyVerifier
+from mlprov.store.ingest import AttestationVerifier, SignatureVerifier
 from mlprov.store.lineage import ArtifactNode, LineageEdge, LineageGraph, MissingLink
 from mlprov.store.record import ArtifactRef, AttestationRecord, attestation_digest, parse_digest
 from mlprov.store.render import FORMATS, render
@@ -21,15 +21,14 @@ __all__ = [
     "STORE_ENV",
     "UNVERIFIED",
     "AddResult",
-    "AnyOfVerifiers",
     "ArtifactNode",
     "ArtifactRef",
     "AttestationRecord",
     "AttestationVerifier",
-    "KeyVerifier",
     "LineageEdge",
     "LineageGraph",
     "MissingLink",
+    "SignatureVerifier",
     "SignerEvidence",
     "Store",
     "StoredAttestation",

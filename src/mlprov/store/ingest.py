@@ -2,19 +2,21 @@
 
 A verifier is a small object with one method, `verify(attestation) -> SignerEvidence`,
 raising VerificationError with the reason when the attestation does not verify. The
-signature checks themselves live in `mlprov.signing`; this module only composes them.
+signature checks themselves live in `mlprov.signing.verify`; this module adapts them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 from securesystemslib.signer import Key
 
-from mlprov.errors import InputError, VerificationError
-from mlprov.signing.dsse import verify_envelope
+from mlprov.errors import InputError
 from mlprov.signing.files import SignedAttestation
+from mlprov.signing.sigstore_bundle import SigstoreIdentity, is_keyless_bundle
+from mlprov.signing.verify import verify_signatures
 from mlprov.store.store import SignerEvidence
 
 
@@ -24,43 +26,37 @@ class AttestationVerifier(Protocol):
     def verify(self, attestation: SignedAttestation) -> SignerEvidence: ...
 
 
-class KeyVerifier:
-    """Signed by at least `threshold` distinct keys among `keys` (DSSE, or a bundle's DSSE)."""
+class SignatureVerifier:
+    """Signed by `threshold` distinct trusted `keys`, or (Sigstore bundles with a
+    certificate) by one of the `identities`; signers are recorded as `keyid:<id>` or as
+    the certificate identity that matched."""
 
-    def __init__(self, *, keys: Sequence[Key], threshold: int = 1) -> None:
-        if not keys:
-            raise InputError("no trusted keys given to verify with")
+    def __init__(
+        self,
+        *,
+        keys: Sequence[Key] = (),
+        identities: Sequence[SigstoreIdentity] = (),
+        trusted_root: Path | None = None,
+        staging: bool = False,
+        threshold: int = 1,
+    ) -> None:
+        if not keys and not identities:
+            raise InputError("give trusted keys or Sigstore identities to verify with")
         self.keys = list(keys)
+        self.identities = list(identities)
+        self.trusted_root = trusted_root
+        self.staging = staging
         self.threshold = threshold
 
     def verify(self, attestation: SignedAttestation) -> SignerEvidence:
-        result = verify_envelope(
-            attestation.envelope,
-            self.keys,
+        signers = verify_signatures(
+            attestation,
+            keys=self.keys,
+            identities=self.identities,
+            trusted_root=self.trusted_root,
+            staging=self.staging,
             threshold=self.threshold,
-            source=attestation.source,
         )
-        return SignerEvidence(tuple(f"keyid:{key.keyid}" for key in result.keys))
-
-
-class AnyOfVerifiers:
-    """Verified when any one of several verifiers accepts; the reasons of all when none do.
-
-    An empty list never verifies: refusing is the safe default.
-    """
-
-    def __init__(self, verifiers: Sequence[AttestationVerifier]) -> None:
-        self.verifiers = list(verifiers)
-
-    def verify(self, attestation: SignedAttestation) -> SignerEvidence:
-        if not self.verifiers:
-            raise VerificationError(f"{attestation.source}: no verifier configured")
-        reasons = []
-        for verifier in self.verifiers:
-            try:
-                return verifier.verify(attestation)
-            except VerificationError as exc:
-                reasons.append(str(exc))
-        if len(reasons) == 1:
-            raise VerificationError(reasons[0])
-        raise VerificationError("; ".join(reasons))
+        if attestation.kind == "bundle" and is_keyless_bundle(attestation):
+            return SignerEvidence(tuple(signers))
+        return SignerEvidence(tuple(f"keyid:{keyid}" for keyid in signers))
