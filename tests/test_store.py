@@ -206,7 +206,7 @@ def test_not_an_in_toto_payload_is_refused_and_batch_not_written(store: Store) -
     good = sign(fine_tune_chain()[0], signer)
     foreign = Envelope(payload=b"{}", payload_type="text/plain")
     bad = parse_attestation(foreign.to_json(), source="foreign.json")
-    with pytest.raises(InputError, match="foreign.json"):
+    with pytest.raises(InputError, match=r"foreign\.json"):
         store.add_many([(good, SignerEvidence()), (bad, SignerEvidence())])
     assert store.count() == 0
 
