@@ -42,6 +42,9 @@ class Database:
     name = "database"
     #: SQL type of a column holding raw bytes.
     blob_type = "BLOB"
+    #: SQL of an auto-numbered primary key column, and of a column referring to one.
+    id_type = "INTEGER PRIMARY KEY"
+    ref_type = "INTEGER"
 
     def __init__(self, location: str) -> None:
         self.location = location
@@ -141,6 +144,8 @@ class PostgresDatabase(Database):
 
     name = "postgresql"
     blob_type = "BYTEA"
+    id_type = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    ref_type = "BIGINT"
 
     def __init__(self, dsn: str) -> None:
         super().__init__(_redact(dsn))

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from mlprov.store.backend import Database
 
 Direction = Literal["up", "down"]
+T = TypeVar("T")
 #: Digests per IN (...) list: well under SQLite's and PostgreSQL's parameter limits.
 CHUNK = 500
 
@@ -141,7 +142,7 @@ class LineageGraph:
         }
 
 
-def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     """`items` in slices of at most `size`."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -153,25 +154,25 @@ def _marks(count: int) -> str:
 
 # Up: attestations whose subject is in the frontier, with each of their materials.
 _UP = """
-SELECT s.digest, s.name, a.digest, a.predicate_type, a.build_type, a.step, a.verified,
+SELECT s.digest, s.name, a.id, a.digest, a.predicate_type, a.build_type, a.step, a.verified,
        m.digest, m.name, m.uri
 FROM artifacts s
-JOIN attestations a ON a.digest = s.attestation
+JOIN attestations a ON a.id = s.attestation
 LEFT JOIN artifacts m ON m.attestation = s.attestation AND m.role = 'material'
      AND m.main_digest = 1
 WHERE s.role = 'subject' AND s.digest IN ({marks})
-ORDER BY a.digest, m.position
+ORDER BY a.id, m.position
 """
 
 # Down: attestations naming a frontier digest as a material, with each of their subjects.
 _DOWN = """
-SELECT m.digest, m.name, a.digest, a.predicate_type, a.build_type, a.step, a.verified,
+SELECT m.digest, m.name, a.id, a.digest, a.predicate_type, a.build_type, a.step, a.verified,
        p.digest, p.name, p.uri
 FROM artifacts m
-JOIN attestations a ON a.digest = m.attestation
+JOIN attestations a ON a.id = m.attestation
 JOIN artifacts p ON p.attestation = m.attestation AND p.role = 'subject' AND p.main_digest = 1
 WHERE m.role = 'material' AND m.digest IN ({marks})
-ORDER BY a.digest, p.position
+ORDER BY a.id, p.position
 """
 
 
@@ -187,6 +188,7 @@ class LineageWalker:
             graph = LineageGraph(root, direction, cur.fetchone() is not None, max_depth)
             graph.nodes[root] = ArtifactNode(root, 0)
             meta: dict[str, tuple[str, str | None, str | None, bool]] = {}
+            keys: dict[int, str] = {}  # attestation id -> digest
             pairs: list[tuple[str, str, str]] = []  # (material, product, attestation)
             seen_pairs: set[tuple[str, str, str]] = set()
             frontier = [root]
@@ -204,9 +206,10 @@ class LineageWalker:
                     graph.truncated.extend(sorted(d for d in frontier if d in continued))
                     break
                 next_frontier: list[str] = []
-                for near, near_name, att, ptype, btype, step, verified, far, far_name, uri in rows:
+                for near, near_name, key, att, ptype, btype, step, ok, far, far_name, uri in rows:
                     graph.nodes[near].add_name(near_name)
-                    meta[att] = (ptype, btype, step, bool(verified))
+                    meta[att] = (ptype, btype, step, bool(ok))
+                    keys[key] = att
                     if far is None:  # no materials at all, or one named without a digest
                         if far_name or uri:
                             graph.missing.append(
@@ -223,7 +226,7 @@ class LineageWalker:
                         pairs.append(pair)
                 frontier = next_frontier
                 depth += 1
-            signers = self._signers(cur, list(meta))
+            signers = self._signers(cur, keys)
         for material, product, att in pairs:
             ptype, btype, step, verified = meta[att]
             graph.edges.append(
@@ -234,11 +237,11 @@ class LineageWalker:
         graph.cycles = find_cycles(graph.nodes, ((e.material, e.product) for e in graph.edges))
         return graph
 
-    def _signers(self, cur: Any, attestations: list[str]) -> dict[str, tuple[str, ...]]:
+    def _signers(self, cur: Any, keys: dict[int, str]) -> dict[str, tuple[str, ...]]:
         """Signers of each attestation: verified ones only, or claimed ones if none verified."""
-        verified: dict[str, list[str]] = {}
-        claimed: dict[str, list[str]] = {}
-        for part in chunks(attestations):
+        verified: dict[int, list[str]] = {}
+        claimed: dict[int, list[str]] = {}
+        for part in chunks(list(keys)):
             cur.execute(
                 self.db.sql(
                     "SELECT attestation, signer, verified FROM signers"
@@ -248,7 +251,10 @@ class LineageWalker:
             )
             for att, signer, ok in cur.fetchall():
                 (verified if ok else claimed).setdefault(att, []).append(signer)
-        return {att: tuple(verified.get(att) or claimed.get(att) or ()) for att in attestations}
+        return {
+            digest: tuple(verified.get(key) or claimed.get(key) or ())
+            for key, digest in keys.items()
+        }
 
 
 def find_cycles(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[list[str]]:

@@ -45,11 +45,19 @@ def edge_step(edge: LineageEdge) -> str:
     return short_type(edge.predicate_type)
 
 
-def edge_signer(edge: LineageEdge) -> str:
+def _short(text: str, keep: int = 12) -> str:
+    """`keyid:0a1b2c3d4e5f…` for long hex identifiers; other text unchanged."""
+    kind, sep, value = text.partition(":")
+    if sep and len(value) > keep + 4 and all(c in "0123456789abcdef" for c in value):
+        return f"{kind}:{value[:keep]}…"
+    return text
+
+
+def edge_signer(edge: LineageEdge, *, short: bool = False) -> str:
     """Who signed, marked as verified or only claimed."""
     if not edge.signers:
         return "unsigned" if not edge.verified else "verified"
-    who = ", ".join(edge.signers)
+    who = ", ".join(_short(s) if short else s for s in edge.signers)
     return f"signed by {who}" if edge.verified else f"claims {who} (unverified)"
 
 
@@ -70,7 +78,9 @@ def notes(graph: LineageGraph) -> list[str]:
     if graph.direction == "up":
         for digest in graph.unattested:
             if digest != graph.root or not graph.edges:
-                notes.append(f"no provenance in the store for {_node_text(graph, digest)}")
+                notes.append(
+                    f"unattested input (no provenance in the store): {_node_text(graph, digest)}"
+                )
     for digest in graph.truncated:
         notes.append(f"not expanded (max depth {graph.max_depth}): {_node_text(graph, digest)}")
     return notes
@@ -99,7 +109,8 @@ def render_tree(graph: LineageGraph, *, color: bool = False, width: int = 200) -
             first = edges[0]
             step = branch.add(
                 f"[cyan]{escape(edge_step(first))}[/cyan] ({short_type(first.predicate_type)},"
-                f" {escape(edge_signer(first))}) {verb}  [dim]{attestation}[/dim]"
+                f" {escape(edge_signer(first, short=True))}) {verb}"
+                f"  [dim]attestation {_short(attestation)}[/dim]"
             )
             for edge in edges:
                 far = graph.far_end(edge)
@@ -150,7 +161,7 @@ def render_dot(graph: LineageGraph) -> str:
             attrs.append("color=red")
         lines.append(f"  {_dot_quote(digest)} [{', '.join(attrs)}];")
     for edge in graph.edges:
-        label = f"{edge_step(edge)}\n{edge_signer(edge)}"
+        label = f"{edge_step(edge)}\n{edge_signer(edge, short=True)}"
         style = "" if edge.verified else ", style=dashed"
         lines.append(
             f"  {_dot_quote(edge.material)} -> {_dot_quote(edge.product)}"

@@ -2,7 +2,8 @@
 
 A new store runs every migration; an existing one runs only those it has not recorded.
 A store written by a newer mlprov (a version this code does not know) is refused rather
-than misread. `{blob}` is the dialect's bytes type (BLOB on SQLite, BYTEA on PostgreSQL).
+than misread. `{blob}`, `{id_type}` and `{ref_type}` are the dialect's bytes, auto-numbered key and
+key-reference types.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "attestations, their subjects and materials, and their signers",
         (
             # One row per stored attestation; `digest` is sha256 of `raw`, the exact bytes read.
+            # `id` is a compact key the index tables refer to (the digest is 71 characters).
             """CREATE TABLE attestations (
-                digest TEXT PRIMARY KEY,
+                id {id_type},
+                digest TEXT NOT NULL UNIQUE,
                 raw {blob} NOT NULL,
                 kind TEXT NOT NULL,
                 payload_type TEXT NOT NULL,
@@ -48,7 +51,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             # row with `main_digest` = 1 carries the descriptor's preferred digest; a material
             # without any digest has one row with digest NULL (reported as a missing link).
             """CREATE TABLE artifacts (
-                attestation TEXT NOT NULL REFERENCES attestations (digest),
+                attestation {ref_type} NOT NULL REFERENCES attestations (id),
                 role TEXT NOT NULL,
                 position INTEGER NOT NULL,
                 digest TEXT,
@@ -61,7 +64,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             # Who signed: verified identities (key ids, Sigstore identities) or, for
             # attestations stored unverified, the signers they claim (verified = 0).
             """CREATE TABLE signers (
-                attestation TEXT NOT NULL REFERENCES attestations (digest),
+                attestation {ref_type} NOT NULL REFERENCES attestations (id),
                 signer TEXT NOT NULL,
                 verified INTEGER NOT NULL,
                 PRIMARY KEY (attestation, signer, verified)
@@ -101,7 +104,9 @@ def migrate(db: Database) -> int:
             if migration.version in applied:
                 continue
             for statement in migration.statements:
-                cur.execute(statement.format(blob=db.blob_type))
+                cur.execute(
+                    statement.format(blob=db.blob_type, id_type=db.id_type, ref_type=db.ref_type)
+                )
             cur.execute(
                 db.sql(
                     "INSERT INTO schema_migrations (version, description, applied_at)"

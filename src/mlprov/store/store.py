@@ -137,7 +137,7 @@ def time_bound(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_COLUMNS = "digest, kind, predicate_type, build_type, step, verified, added_at, source"
+_COLUMNS = "id, digest, kind, predicate_type, build_type, step, verified, added_at, source"
 
 
 class Store:
@@ -202,12 +202,13 @@ class Store:
         insert = sql(
             "INSERT INTO attestations (digest, raw, kind, payload_type, predicate_type,"
             " build_type, step, verified, added_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (digest) DO NOTHING"
+            " ON CONFLICT (digest) DO NOTHING RETURNING id"
         )
-        upgrade = sql("UPDATE attestations SET verified = 1 WHERE digest = ? AND verified = 0")
+        existing = sql("SELECT id FROM attestations WHERE digest = ?")
+        upgrade = sql("UPDATE attestations SET verified = 1 WHERE id = ? AND verified = 0")
         results = []
         artifact_rows: list[tuple[Any, ...]] = []
-        signer_rows: list[tuple[str, str, int]] = []
+        signer_rows: list[tuple[int, str, int]] = []
         with self.db.transaction() as cur:
             for record, evidence, claims in batch:
                 cur.execute(
@@ -226,16 +227,20 @@ class Store:
                     ),
                 )
                 status: Literal["added", "present", "verified"] = "added"
-                if cur.rowcount == 1:
-                    artifact_rows.extend(_artifact_rows(record))
-                    signer_rows.extend((record.digest, c, 0) for c in claims)
+                row = cur.fetchone()
+                if row is not None:
+                    key = int(row[0])
+                    artifact_rows.extend(_artifact_rows(key, record))
+                    signer_rows.extend((key, c, 0) for c in claims)
                 else:
                     status = "present"
+                    cur.execute(existing, (record.digest,))
+                    key = int(cur.fetchone()[0])
                     if evidence.verified:
-                        cur.execute(upgrade, (record.digest,))
+                        cur.execute(upgrade, (key,))
                         if cur.rowcount == 1:
                             status = "verified"
-                signer_rows.extend((record.digest, s, 1) for s in evidence.signers)
+                signer_rows.extend((key, s, 1) for s in evidence.signers)
                 results.append(
                     AddResult(
                         record.digest,
@@ -283,20 +288,23 @@ class Store:
             row = cur.fetchone()
             if row is None:
                 return None
-            found = _stored(row[:8])
-            found.raw = bytes(row[8])
-            self._fill(cur, [found], with_materials=True)
+            key, found = _stored(row[:9])
+            found.raw = bytes(row[9])
+            self._fill(cur, {key: found}, with_materials=True)
         return found
 
     def naming(self, digest: str, *, role: str | None = None) -> list[str]:
         """Digests of the attestations naming an artifact digest as subject or material."""
-        query = "SELECT DISTINCT attestation FROM artifacts WHERE digest = ?"
+        query = (
+            "SELECT DISTINCT a.digest FROM artifacts t JOIN attestations a ON a.id = t.attestation"
+            " WHERE t.digest = ?"
+        )
         params: list[Any] = [digest]
         if role:
-            query += " AND role = ?"
+            query += " AND t.role = ?"
             params.append(role)
         with self.db.reading() as cur:
-            cur.execute(self.db.sql(query + " ORDER BY attestation"), tuple(params))
+            cur.execute(self.db.sql(query + " ORDER BY a.digest"), tuple(params))
             return [row[0] for row in cur.fetchall()]
 
     def ls(
@@ -338,12 +346,12 @@ class Store:
             params.append(time_bound(until))
         if signer is not None:
             where.append(
-                "EXISTS (SELECT 1 FROM signers s WHERE s.attestation = a.digest AND s.signer = ?)"
+                "EXISTS (SELECT 1 FROM signers s WHERE s.attestation = a.id AND s.signer = ?)"
             )
             params.append(signer)
         if subject is not None:
             where.append(
-                "EXISTS (SELECT 1 FROM artifacts t WHERE t.attestation = a.digest"
+                "EXISTS (SELECT 1 FROM artifacts t WHERE t.attestation = a.id"
                 " AND t.role = 'subject' AND t.digest = ?)"
             )
             params.append(subject)
@@ -355,14 +363,15 @@ class Store:
             query += f" LIMIT {int(limit)}"
         with self.db.reading() as cur:
             cur.execute(self.db.sql(query), tuple(params))
-            found = [_stored(row) for row in cur.fetchall()]
+            found = dict(_stored(row) for row in cur.fetchall())
             self._fill(cur, found, with_materials=False)
-        return found
+        return list(found.values())
 
-    def _fill(self, cur: Cursor, items: list[StoredAttestation], *, with_materials: bool) -> None:
+    def _fill(
+        self, cur: Cursor, by_key: dict[int, StoredAttestation], *, with_materials: bool
+    ) -> None:
         """Attach signers and subjects (and materials) to attestations read without them."""
-        by_digest = {item.digest: item for item in items}
-        for part in chunks(list(by_digest)):
+        for part in chunks(list(by_key)):
             marks = ", ".join("?" * len(part))
             cur.execute(
                 self.db.sql(
@@ -372,7 +381,7 @@ class Store:
                 tuple(part),
             )
             for att, signer, ok in cur.fetchall():
-                by_digest[att].signers.append((signer, bool(ok)))
+                by_key[att].signers.append((signer, bool(ok)))
             roles = "" if with_materials else " AND role = 'subject'"
             cur.execute(
                 self.db.sql(
@@ -382,7 +391,7 @@ class Store:
                 ),
                 tuple(part),
             )
-            grouped: dict[tuple[str, str, int], list[Any]] = {}
+            grouped: dict[tuple[int, str, int], list[Any]] = {}
             for att, role, position, digest, _main, name, uri in cur.fetchall():
                 entry = grouped.setdefault((att, role, position), [[], name, uri])
                 if digest:
@@ -390,7 +399,7 @@ class Store:
             for (att, role, position), (digests, name, uri) in grouped.items():
                 kind: Role = "subject" if role == "subject" else "material"
                 ref = ArtifactRef(kind, position, tuple(digests), name, uri)
-                target = by_digest[att].subjects if role == "subject" else by_digest[att].materials
+                target = by_key[att].subjects if role == "subject" else by_key[att].materials
                 target.append(ref)
 
     def iter_raw(self, digests: Iterable[str] | None = None) -> Iterator[tuple[str, bytes]]:
@@ -438,21 +447,19 @@ def _depth(max_depth: int | None) -> int | None:
     return max_depth
 
 
-def _stored(row: Sequence[Any]) -> StoredAttestation:
-    digest, kind, ptype, btype, step, verified, added_at, source = row
-    return StoredAttestation(
+def _stored(row: Sequence[Any]) -> tuple[int, StoredAttestation]:
+    key, digest, kind, ptype, btype, step, verified, added_at, source = row
+    return int(key), StoredAttestation(
         digest, kind, ptype, btype, step, bool(verified), str(added_at), source
     )
 
 
-def _artifact_rows(record: AttestationRecord) -> list[tuple[Any, ...]]:
+def _artifact_rows(key: int, record: AttestationRecord) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     for ref in (*record.subjects, *record.materials):
         if not ref.digests:
-            rows.append((record.digest, ref.role, ref.position, None, 1, ref.name, ref.uri))
+            rows.append((key, ref.role, ref.position, None, 1, ref.name, ref.uri))
             continue
         for i, digest in enumerate(ref.digests):
-            rows.append(
-                (record.digest, ref.role, ref.position, digest, int(i == 0), ref.name, ref.uri)
-            )
+            rows.append((key, ref.role, ref.position, digest, int(i == 0), ref.name, ref.uri))
     return rows
