@@ -56,7 +56,7 @@ Examples:
   mlprov store ls --step training
   mlprov store show sha256:<attestation or artifact digest>
   mlprov store export --all --out everything.intoto.jsonl
-  mlprov store --help    # the store is $MLPROV_STORE, else ~/.local/share/mlprov/store.sqlite3
+  mlprov store ls --store postgresql://mlprov@db.internal/provenance
 """
 
 
@@ -223,12 +223,9 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
 
 def _artifact_digest(value: str) -> str:
     """A digest, or the digest of an existing file or directory."""
-    path = Path(value)
-    if path.exists() and not value.startswith(("sha", "blake")):
-        from mlprov.cli.lineage import digest_of_path
+    from mlprov.cli.lineage import resolve_target
 
-        return digest_of_path(path)
-    return parse_digest(value)
+    return resolve_target(value)
 
 
 LS_EPILOG = """\b

@@ -94,7 +94,7 @@ def render_tree(graph: LineageGraph, *, color: bool = False, width: int = 200) -
     from rich.markup import escape
     from rich.tree import Tree
 
-    verb = "built from" if graph.direction == "up" else "used by"
+    verb = "from" if graph.direction == "up" else "into"
     top = Tree(f"[bold]{escape(_node_text(graph, graph.root))}[/bold]")
     expanded = {graph.root}
     # Iterative depth-first walk: (tree node, artifact, path from the root).
@@ -109,8 +109,8 @@ def render_tree(graph: LineageGraph, *, color: bool = False, width: int = 200) -
             first = edges[0]
             step = branch.add(
                 f"[cyan]{escape(edge_step(first))}[/cyan] ({short_type(first.predicate_type)},"
-                f" {escape(edge_signer(first, short=True))}) {verb}"
-                f"  [dim]attestation {_short(attestation)}[/dim]"
+                f" {escape(edge_signer(first, short=True))},"
+                f" [dim]attestation {_short(attestation)}[/dim]) {verb}:"
             )
             for edge in edges:
                 far = graph.far_end(edge)
