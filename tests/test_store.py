@@ -96,6 +96,7 @@ def test_ls_filters(store: Store) -> None:
 def test_fine_tune_chain_up_and_down(store: Store) -> None:
     signer = new_signer()
     store.add_many((sign(s, signer), SignerEvidence(("ci",))) for s in fine_tune_chain())
+    store.optimize()  # planner statistics refreshed; answers unchanged
     up = store.lineage_up(d("int8"))
     assert up.found
     assert _edges(up) == {

@@ -184,6 +184,8 @@ def add(
         ctx.exit(1)
     with open_store(store_location) as opened:
         results = opened.add_many(items)
+        if sum(r.status == "added" for r in results) >= opened.OPTIMIZE_AFTER:
+            opened.optimize()
         location = opened.location
     if as_json:
         echo_json(

@@ -158,6 +158,10 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def optimize(self) -> None:
+        """Refresh the database's query statistics; worth it after adding thousands."""
+        self.db.optimize()
+
     def __enter__(self) -> Store:
         return self
 
@@ -194,6 +198,9 @@ class Store:
         if batch:
             results.extend(self._write(batch))
         return results
+
+    #: `add_many` calls adding at least this many refresh the planner's statistics.
+    OPTIMIZE_AFTER = 1000
 
     def _write(
         self, batch: Sequence[tuple[AttestationRecord, SignerEvidence, tuple[str, ...]]]
