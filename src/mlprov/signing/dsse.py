@@ -147,7 +147,9 @@ def key_identity(key: Key) -> str:
 def _candidate_signatures(key: Key, sig: bytes) -> list[bytes]:
     """The signature as given, plus its DER form if it is a raw ECDSA r||s pair."""
     candidates = [sig]
-    if key.keytype.startswith("ecdsa") and sig[:1] != b"\x30" and len(sig) % 2 == 0:
+    # Raw r||s has a fixed length per curve (64, 96, 132 bytes); its first byte may be
+    # 0x30 by chance, so the length decides, not the DER tag.
+    if key.keytype.startswith("ecdsa") and len(sig) in (64, 96, 132):
         from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
         half = len(sig) // 2

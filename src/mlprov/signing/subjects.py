@@ -1,0 +1,66 @@
+"""Checking a verified Statement's subjects against files and trees on disk.
+
+A file matches a subject when one of the subject's digests equals the file's digest
+(sha256, sha512 or blake3); a tree matches when the subject's sha256 is its OMS tree
+digest. When a tree does not match and the attestation lists the tree's files (OMS
+resources), the files that changed, went missing or were added are named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlprov.digest import ALGORITHMS, DigestCache, digest_file, digest_tree
+from mlprov.errors import InputError
+from mlprov.predicates import OMS_V1
+from mlprov.signing.verify import Check
+from mlprov.statement import Statement
+
+
+def check_subject_path(
+    statement: Statement, path: Path, *, cache: DigestCache | None = None
+) -> Check:
+    """Whether the file or tree at `path` is one of the Statement's subjects."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"{path}: no such file or directory")
+    if path.is_dir():
+        return _check_tree(statement, path, cache)
+    wanted = {alg for _, digests in statement.subject_digests() for alg in digests}
+    computed = {alg: digest_file(path, alg) for alg in ALGORITHMS if alg in wanted}
+    for name, digests in statement.subject_digests():
+        for alg, value in digests.items():
+            if computed.get(alg) == value.lower():
+                return Check("subject", True, f"matches subject {name or '(unnamed)'}", str(path))
+    if not computed:
+        return Check("subject", False, "no subject uses a digest mlprov computes", str(path))
+    shown = ", ".join(f"{a}:{d[:16]}…" for a, d in sorted(computed.items()))
+    return Check("subject", False, f"matches no subject (file is {shown})", str(path))
+
+
+def _check_tree(statement: Statement, path: Path, cache: DigestCache | None) -> Check:
+    manifest = digest_tree(path, cache=cache)
+    for name, digests in statement.subject_digests():
+        if digests.get("sha256", "").lower() == manifest.digest:
+            return Check("subject", True, f"tree matches subject {name or '(unnamed)'}", str(path))
+    detail = f"tree sha256:{manifest.digest[:16]}… matches no subject"
+    if statement.predicateType == OMS_V1:
+        from mlprov.predicates.oms import parse_oms
+        from mlprov.signing.oms import _diff
+
+        try:
+            diff = _diff(parse_oms(statement, source=str(path)), manifest)
+        except InputError:
+            return Check("subject", False, detail, str(path))
+        parts = [
+            f"{label}: {', '.join(names[:10])}{' …' if len(names) > 10 else ''}"
+            for label, names in (
+                ("changed", diff.changed),
+                ("missing", diff.missing),
+                ("added", diff.added),
+            )
+            if names
+        ]
+        if parts:
+            detail += " (" + "; ".join(parts) + ")"
+    return Check("subject", False, detail, str(path))
