@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["store_support"]  # the store's backends and pipeline builders
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 
 

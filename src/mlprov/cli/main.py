@@ -13,11 +13,13 @@ from mlprov import __version__
 from mlprov.cli import attest as attest_cmd
 from mlprov.cli import digest as digest_cmd
 from mlprov.cli import keygen as keygen_cmd
+from mlprov.cli import lineage as lineage_cmd
 from mlprov.cli import model as model_cmd
 from mlprov.cli import policy as policy_cmd
 from mlprov.cli import run as run_cmd
 from mlprov.cli import schema as schema_cmd
 from mlprov.cli import sign as sign_cmd
+from mlprov.cli import store as store_cmd
 from mlprov.cli import verify as verify_cmd
 from mlprov.errors import MlprovError
 
@@ -34,6 +36,8 @@ def cli() -> None:
 
 
 cli.add_command(digest_cmd.digest)
+cli.add_command(store_cmd.store)
+cli.add_command(lineage_cmd.lineage)
 cli.add_command(keygen_cmd.keygen)
 cli.add_command(sign_cmd.sign)
 cli.add_command(verify_cmd.verify)
