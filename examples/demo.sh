@@ -66,3 +66,29 @@ mlprov policy check "$OUT/layout.yaml" --attestations "$ATT" --subject "$OUT/lr-
   --vsa-out "$OUT/lr-model.vsa.intoto.json" --vsa-key "$OUT/gate.key" \
   --verifier-id https://mlprov.dev/demo/release-gate
 mlprov verify "$OUT/lr-model.vsa.intoto.json" --key "$OUT/gate.pub"
+
+step "9. Tampering is caught: one changed byte in the model fails its signature"
+cp -r "$OUT/lr-model" "$OUT/lr-model-tampered"
+python - "$OUT/lr-model-tampered" <<'PY'
+import pathlib, sys
+weights = sorted(p for p in pathlib.Path(sys.argv[1]).iterdir() if p.is_file())[0]
+data = bytearray(weights.read_bytes()); data[-1] ^= 1; weights.write_bytes(bytes(data))
+PY
+if mlprov model verify "$OUT/lr-model-tampered" --signature "$OUT/lr-model.sig" --key "$OUT/trainer.pub"; then
+  echo "tampered model was accepted: this must not happen" >&2; exit 1
+else
+  echo "(rejected, as it must be)"
+fi
+
+step "10. Store the attestations (signatures verified on add) and ask lineage questions"
+mlprov store add "$ATT"/*.intoto.json --key "$OUT/data.pub" --key "$OUT/trainer.pub"
+mlprov store add "$OUT/lr-model.vsa.intoto.json" --key "$OUT/gate.pub"
+mlprov store ls
+echo "-- where did the released model come from?"
+mlprov lineage "$OUT/lr-model" --up
+echo "-- which models did the training data reach? (the impact report for a poisoned dataset)"
+TRAIN_DATA=$(mlprov digest "$OUT/data/train" | cut -d' ' -f1)
+mlprov lineage "$TRAIN_DATA" --down
+mlprov lineage "$TRAIN_DATA" --down --only-models
+mlprov lineage "$OUT/lr-model" --up --format mermaid > "$OUT/lineage.mmd"
+echo "wrote $OUT/lineage.mmd (renders in GitHub/GitLab markdown)"

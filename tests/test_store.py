@@ -183,7 +183,11 @@ def test_max_depth_missing_links_and_unknown_roots(store: Store) -> None:
             "train",
             "training",
             [descriptor("other", "other")],
-            [{"name": "web-crawl", "uri": "https://example.com/crawl"}, descriptor("x", "X")],
+            [
+                {"name": "web-crawl", "uri": "https://example.com/crawl"},
+                {"name": "numpy", "uri": "pkg:pypi/numpy@2.0.0"},  # pinned: not a gap
+                descriptor("x", "X"),
+            ],
         )
     )
     store.add_many((sign(s, signer), SignerEvidence()) for s in chain)

@@ -210,11 +210,15 @@ class LineageWalker:
                     graph.nodes[near].add_name(near_name)
                     meta[att] = (ptype, btype, step, bool(ok))
                     keys[key] = att
-                    if far is None:  # no materials at all, or one named without a digest
-                        if far_name or uri:
-                            graph.missing.append(
-                                MissingLink(att, near, far_name or uri, "material has no digest")
-                            )
+                    if far is None:  # no materials at all, or one without a digest
+                        # A package pinned by a versioned purl (pkg:pypi/x@1.0) is a
+                        # reference, not an artifact lineage follows by digest; any other
+                        # input without a digest (a mutable URL, a bare name) is a gap.
+                        pinned = bool(uri) and uri.startswith("pkg:") and "@" in uri
+                        if (far_name or uri) and not pinned:
+                            link = MissingLink(att, near, far_name or uri, "material has no digest")
+                            if link not in graph.missing:
+                                graph.missing.append(link)
                         continue
                     if far not in graph.nodes:
                         graph.nodes[far] = ArtifactNode(far, depth + 1)
