@@ -574,3 +574,40 @@ def test_init_layout_passes_on_an_mlprov_pipeline(
     failed = run_cli("policy", "check", out, "--attestations", att, *PIPELINE_NAMES)
     assert failed.code == 1 and "double(predicate.metrics.accuracy) >= double(0.5)" in failed.err
     assert not model.exists()
+
+
+def test_attestations_from_the_store(tmp_path: Path, signers: dict[str, CryptoSigner]) -> None:
+    import hashlib
+
+    released = tmp_path / "model.q8"
+    released.write_bytes(b"quantized weights")
+    statements = pipeline()
+    statements["quantize"]["subject"] = [
+        {"name": "model.q8", "digest": {"sha256": hashlib.sha256(b"quantized weights").hexdigest()}}
+    ]
+    layout, att = write(tmp_path, signers, statements, layout_doc(signers))
+    files = sorted(att.iterdir())
+    store = tmp_path / "store.sqlite3"
+    assert run_cli("store", "add", *files, "--store", store).code == 0
+    # An attestation outside the model's lineage is in the store too: it is not read.
+    other = pipeline()["dataset"]
+    other["subject"] = [{"name": "unrelated", "digest": {"sha256": "99" * 32}}]
+    (tmp_path / "other.json").write_bytes(
+        sign_envelope(Statement.from_dict(other).to_bytes(), [signers["mallory"]]).to_json()
+    )
+    assert run_cli("store", "add", tmp_path / "other.json", "--store", store).code == 0
+    args = ("policy", "check", layout, "--from-store", "--store", store, "--subject", released)
+    result = run_cli(*args, "--json")
+    assert result.code == 0, result
+    report = json.loads(result.out)
+    assert report["passed"] is True
+    assert all(a["uri"].startswith("store:sha256:") for a in report["attestations"])
+    assert len(report["attestations"]) == 4
+    # Without the evaluation in the store, the eval step has no claim and fails.
+    partial = tmp_path / "partial.sqlite3"
+    kept = [f for f in files if not f.name.startswith("eval.")]
+    assert run_cli("store", "add", *kept, "--store", partial).code == 0
+    args = ("policy", "check", layout, "--from-store", "--store", partial, "--subject", released)
+    failed = run_cli(*args)
+    assert failed.code == 1 and "step eval" in failed.out
+    assert run_cli("policy", "check", layout, "--from-store").code == 2

@@ -22,6 +22,7 @@ from mlprov.policy import (
     evaluate,
     load_layout,
 )
+from mlprov.policy.attestations import ClaimSet
 from mlprov.policy.loader import validate_layout
 from mlprov.policy.vsa import vsa_statement
 from mlprov.signing.dsse import sign_envelope
@@ -114,6 +115,14 @@ def _released(paths: Sequence[Path]) -> list[ReleasedSubject]:
     return out
 
 
+def _claims_from_store(location: str | None, released: list[ReleasedSubject]) -> ClaimSet:
+    from mlprov.policy.attestations import claims_from_store
+    from mlprov.store import open_store
+
+    with open_store(location) as store:
+        return claims_from_store(store, [f"sha256:{s.digest['sha256']}" for s in released])
+
+
 def _print_report(result: PolicyResult) -> None:
     for report in (result.layout, *result.steps):
         head = "layout" if report.name == "layout" else f"step {report.name}"
@@ -147,9 +156,19 @@ def _print_report(result: PolicyResult) -> None:
     "--attestations",
     "attestation_paths",
     multiple=True,
-    required=True,
     type=click.Path(path_type=Path),
     help="Directory of *.json/*.jsonl attestations, or a file (repeatable).",
+)
+@click.option(
+    "--from-store",
+    is_flag=True,
+    help="Also read the attestations in the --subject's lineage from the attestation store.",
+)
+@click.option(
+    "--store",
+    "store_location",
+    metavar="PATH|URL",
+    help="Store for --from-store: SQLite path or postgresql:// URL (default: $MLPROV_STORE).",
 )
 @click.option(
     "--subject",
@@ -185,6 +204,8 @@ def check(
     ctx: click.Context,
     layout_path: Path,
     attestation_paths: tuple[Path, ...],
+    from_store: bool,
+    store_location: str | None,
     subject_paths: tuple[Path, ...],
     params: tuple[str, ...],
     param_files: tuple[Path, ...],
@@ -201,6 +222,12 @@ def check(
     as_json: bool,
 ) -> None:
     """Evaluate the attestations against LAYOUT; optionally write a signed VSA."""
+    if not attestation_paths and not from_store:
+        raise InputError("give --attestations DIR|FILE, or --from-store with --subject")
+    if from_store and not subject_paths:
+        raise InputError("--from-store needs --subject: the store is searched along its lineage")
+    if store_location and not from_store:
+        raise InputError("--store goes with --from-store")
     if vsa_out and not (vsa_key and verifier_id):
         raise InputError("--vsa-out needs --vsa-key and --verifier-id")
     if (vsa_key or verifier_id) and not vsa_out:
@@ -219,7 +246,10 @@ def check(
     owner_keys = [load_public_key(p) for p in layout_keys]
     exclude = {layout_path, *([vsa_out] if vsa_out else [])}
     claims = collect_claims(list(attestation_paths), exclude=exclude)
-    result = evaluate(loaded, claims, subjects=_released(subject_paths), layout_keys=owner_keys)
+    released = _released(subject_paths)
+    if from_store:
+        claims.merge(_claims_from_store(store_location, released))
+    result = evaluate(loaded, claims, subjects=released, layout_keys=owner_keys)
     vsa_digest = None
     if vsa_out and signer and verifier_id:
         if not result.subjects:

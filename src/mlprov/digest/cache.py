@@ -84,20 +84,25 @@ class DigestCache:
             return {}
         found: dict[CacheKey, str] = {}
         wanted = set(keys)
-        inodes = sorted({k.ino for k in keys})
+        by_device: dict[int, list[int]] = {}
+        for key in wanted:
+            by_device.setdefault(key.dev, []).append(key.ino)
         try:
-            for i in range(0, len(inodes), 900):
-                chunk = inodes[i : i + 900]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    "SELECT dev, ino, size, mtime_ns, ctime_ns, start, end, digest FROM digests"
-                    f" WHERE algorithm = ? AND ino IN ({marks})",
-                    [algorithm, *chunk],
-                )
-                for dev, ino, size, mtime, ctime, start, end, digest in rows:
-                    key = CacheKey(dev, ino, size, mtime, ctime, start, end)
-                    if key in wanted:
-                        found[key] = digest
+            for dev, inodes in by_device.items():
+                inodes = sorted(set(inodes))
+                for i in range(0, len(inodes), 900):
+                    chunk = inodes[i : i + 900]
+                    marks = ",".join("?" * len(chunk))
+                    # (dev, ino) is the primary key's prefix: an index lookup per inode.
+                    rows = self._db.execute(
+                        "SELECT dev, ino, size, mtime_ns, ctime_ns, start, end, digest FROM digests"
+                        f" WHERE dev = ? AND ino IN ({marks}) AND algorithm = ?",
+                        [dev, *chunk, algorithm],
+                    )
+                    for row in rows:
+                        key = CacheKey(*row[:7])
+                        if key in wanted:
+                            found[key] = row[7]
         except sqlite3.Error:
             return {}
         return found

@@ -17,12 +17,15 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlprov.errors import InputError
 from mlprov.predicates import LINK_V03, SLSA_PROVENANCE_V1, materials_of, step_of
 from mlprov.signing.files import SignedAttestation, read_attestations
 from mlprov.statement import PAYLOAD_TYPE, ResourceDescriptor, Statement
+
+if TYPE_CHECKING:
+    from mlprov.store import Store
 
 #: name -> digest set, the form artifact rules compare.
 Artifacts = dict[str, dict[str, str]]
@@ -155,6 +158,15 @@ class ClaimSet:
     claims: list[Claim] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
 
+    def merge(self, other: ClaimSet) -> None:
+        """Add another set's claims, an attestation read twice (same bytes) only once."""
+        seen = {c.digest["sha256"] for c in self.claims}
+        for claim in other.claims:
+            if claim.digest["sha256"] not in seen:
+                seen.add(claim.digest["sha256"])
+                self.claims.append(claim)
+        self.skipped.extend(other.skipped)
+
 
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
@@ -188,4 +200,29 @@ def collect_claims(paths: list[Path], *, exclude: set[Path] | None = None) -> Cl
                     found.claims.append(claim_from(attestation, file_name=path.name))
                 except InputError as exc:
                     found.skipped.append(Skipped(attestation.source, str(exc)))
+    return found
+
+
+def claims_from_store(store: Store, subjects: list[str]) -> ClaimSet:
+    """The attestations a store holds in the lineage of each released subject.
+
+    Every attestation about an artifact the subject was (transitively) made from, and
+    about the subject itself (evaluations, earlier VSAs), read as its exact stored bytes.
+    """
+    from mlprov.signing.files import parse_attestation
+
+    found = ClaimSet()
+    digests: set[str] = set()
+    for subject in subjects:
+        graph = store.lineage_up(subject)
+        for artifact in {subject, *graph.nodes}:
+            digests.update(a.digest for a in store.ls(subject=artifact))
+    for digest, raw in store.iter_raw(sorted(digests)):
+        source = f"store:{digest}"
+        try:
+            claim = claim_from(parse_attestation(raw, source=source), file_name="")
+        except InputError as exc:
+            found.skipped.append(Skipped(source, str(exc)))
+            continue
+        found.claims.append(claim)
     return found
