@@ -100,9 +100,9 @@ class DigestCache:
                         [dev, *chunk, algorithm],
                     )
                     for row in rows:
-                        key = CacheKey(*row[:7])
-                        if key in wanted:
-                            found[key] = row[7]
+                        stat_key = row[:7]  # a plain tuple equals (and hashes as) a CacheKey
+                        if stat_key in wanted:
+                            found[CacheKey(*stat_key)] = row[7]
         except sqlite3.Error:
             return {}
         return found

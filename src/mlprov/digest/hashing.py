@@ -6,6 +6,7 @@ shrinks or is rewritten while it is hashed raises FileChangedError, never a wron
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Callable
@@ -102,6 +103,42 @@ def hash_file(
         return HashedFile(hasher.digest().hex(), total, before)
     finally:
         os.close(fd)
+
+
+_SMALL_HASHERS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+
+def hash_small_file(path: str, algorithm: str, *, nofollow: bool = True) -> HashedFile:
+    """hash_file for a file expected to be small: the same checks, fewer steps.
+
+    Falls back to hash_file when the file turns out large or the algorithm is not
+    hashlib's, so it is always as safe as hash_file.
+    """
+    constructor = _SMALL_HASHERS.get(algorithm)
+    if constructor is None:
+        return hash_file(path, algorithm, nofollow=nofollow)
+    fd = _open(path, nofollow=nofollow)
+    try:
+        before = os.fstat(fd)
+        size = before.st_size
+        if size > SMALL_FILE or not stat.S_ISREG(before.st_mode):
+            os.close(fd)
+            fd = -1
+            return hash_file(path, algorithm, nofollow=nofollow)
+        data = os.read(fd, size) if size else b""
+        while len(data) < size:  # a short read: keep going
+            more = os.read(fd, size - len(data))
+            if not more:
+                break
+            data += more
+        after = os.fstat(fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) != size:
+        raise FileChangedError(f"{path}: file changed while it was being hashed")
+    _unchanged(path, before, after)
+    return HashedFile(constructor(data).hexdigest(), size, before)
 
 
 def hash_shard(

@@ -11,21 +11,27 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from mlprov.digest.algorithms import DEFAULT_ALGORITHM, check_algorithm
 from mlprov.digest.cache import CacheKey, DigestCache
-from mlprov.digest.hashing import ProgressCallback, hash_file, hash_shard, shard_bounds
+from mlprov.digest.hashing import (
+    ProgressCallback,
+    hash_file,
+    hash_shard,
+    hash_small_file,
+    shard_bounds,
+)
 from mlprov.digest.manifest import FileEntry, TreeManifest
+from mlprov.digest.procs import ForkedHashing, SmallFile, fork_is_safe
 from mlprov.digest.walk import FileInfo, IgnoreRules, default_ignore_patterns, list_files
 
 #: Files (or shards) from this size on are hashed in the thread pool.
 LARGE_FILE = 8 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class _Task:
+class _Task(NamedTuple):
     """One unit of hashing: a whole file, or the [start, end) shard of one."""
 
     info: FileInfo
@@ -141,6 +147,11 @@ def _run(
     threads = max(1, workers // max(1, len(large))) if algorithm == "blake3" else 1
 
     def run_one(task: _Task) -> tuple[str, CacheKey, str]:
+        if task.end < 0 and task.size < LARGE_FILE:
+            small_file = hash_small_file(task.info.path, algorithm, nofollow=nofollow)
+            if progress:
+                progress(small_file.size)
+            return task.name, CacheKey.of(small_file.st), small_file.digest
         if task.end < 0:
             hashed = hash_file(
                 task.info.path, algorithm, nofollow=nofollow, progress=progress, threads=threads
@@ -158,7 +169,14 @@ def _run(
         return task.name, CacheKey.of(hashed.st, task.start, task.end), hashed.digest
 
     results: dict[str, tuple[CacheKey, str]] = {}
-    if not large or workers == 1:
+    whole_small = [t for t in small if t.end < 0]
+    forked = None
+    if fork_is_safe(workers, len(whole_small)):
+        # Fork before any thread of ours exists; the workers take every small file.
+        files = [SmallFile(t.info.path, t.name) for t in whole_small]
+        forked = ForkedHashing(files, algorithm, workers=workers, nofollow=nofollow)
+        small = [t for t in small if t.end >= 0]
+    if (not large or workers == 1) and forked is None:
         for task in [*large, *small]:
             name, key, digest = run_one(task)
             results[name] = (key, digest)
@@ -168,6 +186,11 @@ def _run(
         for task in small:
             name, key, digest = run_one(task)
             results[name] = (key, digest)
+        if forked is not None:
+            for name, key, digest, size in forked.results():
+                results[name] = (key, digest)
+                if progress and size:
+                    progress(size)
         for future in futures:
             name, key, digest = future.result()
             results[name] = (key, digest)
