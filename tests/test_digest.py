@@ -13,6 +13,7 @@ import pytest
 from conftest import run_cli, shared_testdata
 from mlprov.digest import DigestCache, TreeManifest, digest_file, digest_tree, tree_digest
 from mlprov.digest.hashing import CHUNK_SIZE, SMALL_FILE, shard_bounds
+from mlprov.digest.walk import list_files
 from mlprov.errors import FileChangedError, InputError
 from mlprov.signing.files import read_attestations
 
@@ -308,3 +309,44 @@ def test_cli_symlink_error_is_one_line(tmp_path: Path) -> None:
 
 def test_special_file_mode_check() -> None:
     assert stat.S_ISFIFO(stat.S_IFIFO)
+
+
+def test_forked_workers_equal_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlprov.digest import procs
+
+    for i in range(60):
+        _write(tmp_path / "m" / f"d{i % 4}" / f"f{i}", os.urandom(i * 31))
+    serial = digest_tree(tmp_path / "m", workers=1)
+    monkeypatch.setattr(procs, "MIN_FILES", 10)
+    monkeypatch.setattr(procs, "BATCH_FILES", 7)
+    assert procs.fork_is_safe(2, 60)
+    forked = digest_tree(
+        tmp_path / "m", workers=2, cache=DigestCache(tmp_path / "c", racy_seconds=0)
+    )
+    assert forked == serial
+    # The digests the workers computed were cached like any others.
+    hashed: list[int] = []
+    digest_tree(
+        tmp_path / "m", workers=2, cache=DigestCache(tmp_path / "c"), on_total=hashed.append
+    )
+    assert hashed == [0]
+
+
+def test_forked_worker_errors_reach_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlprov.digest import procs
+
+    for i in range(20):
+        _write(tmp_path / "m" / f"f{i}", b"x")
+    monkeypatch.setattr(procs, "MIN_FILES", 10)
+    real_list_files = list_files
+
+    def vanishing(*args: object, **kwargs: object) -> object:
+        found = real_list_files(*args, **kwargs)  # type: ignore[arg-type]
+        (tmp_path / "m" / "f7").unlink()  # gone between listing and hashing
+        return found
+
+    monkeypatch.setattr("mlprov.digest.tree.list_files", vanishing)
+    with pytest.raises(FileChangedError, match="f7: vanished"):
+        digest_tree(tmp_path / "m", workers=2)
