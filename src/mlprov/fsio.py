@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mlprov.errors import InputError
 
@@ -57,3 +58,29 @@ def append_line_atomic(path: Path, line: bytes) -> None:
     if old and not old.endswith(b"\n"):
         old += b"\n"
     write_bytes_atomic(path, old + line.rstrip(b"\n") + b"\n", force=True)
+
+
+def read_input(path: Path, *, limit: int, what: str) -> bytes:
+    """The bytes of an input file of at most `limit` bytes; one clear InputError otherwise.
+
+    `what` names the file in messages ("attestation file", "config file", "public key").
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size > limit:
+            raise InputError(f"{what} {path}: larger than {limit} bytes")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a directory") from None
+    except OSError as exc:
+        raise InputError(f"{what} {path}: cannot read ({exc.strerror})") from None
+
+
+def parse_json(data: bytes | str, *, source: str) -> Any:
+    """Decode JSON; malformed, non-UTF-8 or absurdly nested input is one InputError."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InputError(f"{source}: not valid JSON ({exc})") from None

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlprov.errors import InputError
+from mlprov.fsio import parse_json
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -78,11 +79,7 @@ class Statement(BaseModel):
         """Parse a Statement from JSON bytes; raises InputError naming the first problem."""
         if len(data) > MAX_STATEMENT_BYTES:
             raise InputError(f"{source}: statement larger than {MAX_STATEMENT_BYTES} bytes")
-        try:
-            raw = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise InputError(f"{source}: not valid JSON ({exc})") from None
-        return cls.from_dict(raw, source=source)
+        return cls.from_dict(parse_json(data, source=source), source=source)
 
     @classmethod
     def from_dict(cls, raw: object, *, source: str = "statement") -> Statement:

@@ -10,7 +10,13 @@ from securesystemslib.signer import Key, Signer
 
 from mlprov.cli._common import force_option
 from mlprov.errors import InputError
-from mlprov.fsio import append_line_atomic, check_writable, write_bytes_atomic
+from mlprov.fsio import (
+    append_line_atomic,
+    check_writable,
+    parse_json,
+    read_input,
+    write_bytes_atomic,
+)
 from mlprov.signing.bundle import bundle_bytes, key_bundle
 from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, DsseSignature, Envelope
 from mlprov.signing.keys import load_public_key, load_signer
@@ -30,18 +36,8 @@ Examples:
 
 def read_statement_input(path: Path) -> Envelope:
     """The Statement to sign as an envelope: an unsigned Statement, or an envelope to co-sign."""
-    try:
-        if path.stat().st_size > MAX_ENVELOPE_BYTES:
-            raise InputError(f"{path}: larger than {MAX_ENVELOPE_BYTES} bytes")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a directory, not a Statement") from None
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    data = read_input(path, limit=MAX_ENVELOPE_BYTES, what="Statement file")
+    raw = parse_json(data, source=str(path))
     if isinstance(raw, dict) and "payloadType" in raw:
         envelope = Envelope.from_dict(raw, source=str(path))
         envelope.statement(source=str(path))  # refuse to co-sign something that is not one

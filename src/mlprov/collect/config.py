@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from mlprov.errors import InputError
+from mlprov.fsio import read_input
 from mlprov.statement import ResourceDescriptor
 
 #: Largest configuration file read, so a wrong path cannot exhaust memory.
@@ -83,16 +84,7 @@ def load_config(path: Path) -> ConfigRecord:
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise InputError(f"{path}: unknown config format (use .yaml, .yml, .json or .toml)")
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise InputError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a config file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    data = read_input(path, limit=MAX_CONFIG_BYTES, what="config file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -17,6 +17,7 @@ from typing import Any
 from securesystemslib.signer import Key, Signature, Signer
 
 from mlprov.errors import InputError, VerificationError
+from mlprov.fsio import parse_json
 from mlprov.statement import PAYLOAD_TYPE, Statement
 
 #: Upper bound on an envelope file, so hostile input cannot exhaust memory.
@@ -107,11 +108,7 @@ class Envelope:
         """Parse DSSE JSON bytes."""
         if len(data) > MAX_ENVELOPE_BYTES:
             raise InputError(f"{source}: larger than {MAX_ENVELOPE_BYTES} bytes")
-        try:
-            raw = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise InputError(f"{source}: not valid JSON ({exc})") from None
-        return cls.from_dict(raw, source=source)
+        return cls.from_dict(parse_json(data, source=source), source=source)
 
     def statement(self, *, source: str = "envelope") -> Statement:
         """The in-toto Statement in the payload (payloadType must be in-toto's)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlprov.errors import InputError
+from mlprov.fsio import parse_json, read_input
 from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, Envelope
 
 BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"
@@ -30,10 +31,7 @@ class SignedAttestation:
 
 def parse_attestation(data: bytes, *, source: str) -> SignedAttestation:
     """Parse one DSSE envelope or Sigstore bundle (JSON bytes)."""
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InputError(f"{source}: not valid JSON ({exc})") from None
+    raw = parse_json(data, source=source)
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a JSON object (DSSE envelope or Sigstore bundle)")
     media = raw.get("mediaType")
@@ -52,16 +50,7 @@ def parse_attestation(data: bytes, *, source: str) -> SignedAttestation:
 def read_attestations(path: Path) -> list[SignedAttestation]:
     """Every attestation in a file: one JSON document, or one per line (`.intoto.jsonl`)."""
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_ENVELOPE_BYTES:
-            raise InputError(f"{path}: larger than {MAX_ENVELOPE_BYTES} bytes")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a directory, not an attestation file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    data = read_input(path, limit=MAX_ENVELOPE_BYTES, what="attestation file")
     stripped = data.strip()
     if not stripped:
         raise InputError(f"{path}: empty file")

@@ -21,6 +21,7 @@ from cryptography.x509 import load_pem_x509_certificate
 from securesystemslib.signer import CryptoSigner, Key, Signer, SSlibKey
 
 from mlprov.errors import InputError
+from mlprov.fsio import read_input
 
 KeyType = Literal["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-3072"]
 KEY_TYPES: tuple[str, ...] = get_args(KeyType)
@@ -32,16 +33,7 @@ MAX_KEY_BYTES = 1 << 20
 
 
 def _read_key_file(path: Path, what: str) -> bytes:
-    try:
-        if path.stat().st_size > MAX_KEY_BYTES:
-            raise InputError(f"{path}: too large to be a {what}")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{what} {path} is a directory") from None
-    except OSError as exc:
-        raise InputError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    return read_input(path, limit=MAX_KEY_BYTES, what=what)
 
 
 def _password_from_env(password_env: str | None) -> bytes | None:
