@@ -37,3 +37,13 @@ def test_version() -> None:
     result = run_cli("--version")
     assert result.code == 0
     assert "mlprov" in result.out
+
+
+@pytest.mark.parametrize("path", _commands(cli), ids=" ".join)
+def test_every_command_offers_json(path: tuple[str, ...]) -> None:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    options = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    assert "--json" in options, f"mlprov {' '.join(path)} has no --json"

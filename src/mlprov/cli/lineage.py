@@ -69,6 +69,7 @@ def resolve_target(target: str) -> str:
     show_default=True,
     help="tree (rich on a terminal), json, dot (Graphviz) or mermaid.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--max-depth", type=click.IntRange(min=0), help="Follow at most this many steps.")
 @click.option(
     "--out",
@@ -84,6 +85,7 @@ def lineage(
     direction: str | None,
     only_models: bool,
     fmt: str,
+    as_json: bool,
     max_depth: int | None,
     out: Path | None,
     force: bool,
@@ -99,6 +101,10 @@ def lineage(
     """
     if direction is None:
         raise InputError("give --up (where it came from) or --down (what was built from it)")
+    if as_json:
+        if fmt not in ("tree", "json"):
+            raise InputError(f"--json and --format {fmt} contradict each other")
+        fmt = "json"
     digest = resolve_target(target)
     with open_store(store_location) as opened:
         if direction == "up":

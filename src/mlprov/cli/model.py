@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import click
@@ -71,6 +72,7 @@ def model() -> None:
 @click.option("--identity-token", metavar="TOKEN", help="OIDC token for --sigstore (or @FILE).")
 @click.option("--staging", is_flag=True, help="Use Sigstore's staging instance.")
 @force_option
+@json_option
 def sign_cmd(
     model_path: Path,
     keys: tuple[str, ...],
@@ -84,6 +86,7 @@ def sign_cmd(
     identity_token: str | None,
     staging: bool,
     force: bool,
+    as_json: bool,
 ) -> None:
     """Write an OMS v1.0 signature bundle of MODEL (a directory or one file)."""
     if sigstore == bool(keys):
@@ -133,7 +136,10 @@ def sign_cmd(
     finally:
         cache.close()
     write_bytes_atomic(out, data, force=force)
-    click.echo(f"wrote {out}", err=True)
+    if as_json:
+        echo_json({"out": str(out), "sha256": hashlib.sha256(data).hexdigest()})
+    else:
+        click.echo(f"wrote {out}", err=True)
 
 
 @model.command("verify", epilog=VERIFY_EPILOG)

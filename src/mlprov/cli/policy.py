@@ -337,7 +337,10 @@ def lint(
 @click.option("--min-accuracy", default="0.5", show_default=True, help="Default threshold.")
 @click.option("--days", type=click.IntRange(min=1), default=365, show_default=True)
 @force_option
-def init(out_path: Path, keys: tuple[str, ...], min_accuracy: str, days: int, force: bool) -> None:
+@json_option
+def init(
+    out_path: Path, keys: tuple[str, ...], min_accuracy: str, days: int, force: bool, as_json: bool
+) -> None:
     """Write a commented starter layout for the dataset → train → eval → release pipeline."""
     from mlprov.policy.starter import STEPS, starter_layout
 
@@ -360,7 +363,10 @@ def init(out_path: Path, keys: tuple[str, ...], min_accuracy: str, days: int, fo
         name=out_path.name,
     )
     write_bytes_atomic(out_path, text.encode(), force=force)
-    click.echo(f"wrote {out_path}; check it with: mlprov policy lint {out_path}")
+    if as_json:
+        echo_json({"out": str(out_path), "steps": list(STEPS)})
+    else:
+        click.echo(f"wrote {out_path}; check it with: mlprov policy lint {out_path}")
 
 
 @policy.command(epilog=SIGN_EPILOG)
@@ -369,12 +375,14 @@ def init(out_path: Path, keys: tuple[str, ...], min_accuracy: str, days: int, fo
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--password-env", metavar="VAR", help="Environment variable with the passphrase.")
 @force_option
+@json_option
 def sign(
     layout_path: Path,
     key_uris: tuple[str, ...],
     out_path: Path,
     password_env: str | None,
     force: bool,
+    as_json: bool,
 ) -> None:
     """Sign LAYOUT (DSSE) with owner keys, after checking it loads."""
     try:
@@ -387,4 +395,7 @@ def sign(
     signers = [load_signer(uri, password_env=password_env) for uri in key_uris]
     envelope = sign_envelope(data, signers, payload_type=LAYOUT_PAYLOAD_TYPE)
     write_bytes_atomic(out_path, envelope.to_json() + b"\n", force=force)
-    click.echo(f"wrote {out_path} signed by {len(signers)} key(s)")
+    if as_json:
+        echo_json({"out": str(out_path), "keyids": [s.public_key.keyid for s in signers]})
+    else:
+        click.echo(f"wrote {out_path} signed by {len(signers)} key(s)")

@@ -8,6 +8,7 @@ from typing import Any, TypeGuard
 
 import click
 
+from mlprov.cli._common import echo_json, json_option
 from mlprov.errors import InputError
 from mlprov.schemagen import (
     PREDICATE_SCHEMAS,
@@ -33,13 +34,17 @@ Examples:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Validate a JSON document against schema NAME instead of printing it.",
 )
-def schema(name: str | None, document: Path | None) -> None:
+@json_option
+def schema(name: str | None, document: Path | None, as_json: bool) -> None:
     """Print the JSON Schema NAME (or list the names); --validate checks a document with it.
 
     Validating a Statement (NAME `statement`) also validates its predicate when mlprov
     knows the predicateType; giving a predicate's NAME with a Statement checks both.
     """
     if name is None:
+        if as_json:
+            echo_json(sorted(SCHEMAS))
+            return
         for known in sorted(SCHEMAS):
             click.echo(known)
         return
@@ -64,7 +69,10 @@ def schema(name: str | None, document: Path | None) -> None:
             )
     else:
         validate_document(name, data, source=str(document))
-    click.echo(f"OK: {document} is a valid {name}")
+    if as_json:
+        echo_json({"document": str(document), "schema": name, "valid": True})
+    else:
+        click.echo(f"OK: {document} is a valid {name}")
 
 
 def _is_statement(data: Any) -> TypeGuard[dict[str, Any]]:

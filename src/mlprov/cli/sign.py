@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from securesystemslib.signer import Key, Signer
 
-from mlprov.cli._common import force_option
+from mlprov.cli._common import echo_json, force_option, json_option
 from mlprov.errors import InputError
 from mlprov.fsio import (
     append_line_atomic,
@@ -100,6 +100,7 @@ def load_signers(
 )
 @click.option("--staging", is_flag=True, help="Use Sigstore's staging instance.")
 @force_option
+@json_option
 def sign(
     statement: Path,
     keys: tuple[str, ...],
@@ -111,6 +112,7 @@ def sign(
     identity_token: str | None,
     staging: bool,
     force: bool,
+    as_json: bool,
 ) -> None:
     """Sign the in-toto Statement in STATEMENT (exact bytes) with every --key, or --sigstore."""
     if sigstore:
@@ -125,7 +127,7 @@ def sign(
         token = resolve_identity_token(identity_token, staging=staging)
         data = sign_statement_sigstore(envelope.payload, token=token, staging=staging)
         write_bytes_atomic(out, data, force=force)
-        click.echo(f"wrote Sigstore bundle {out}", err=True)
+        _report(out, "bundle", [], as_json)
         return
     if staging or identity_token:
         raise InputError("--staging and --identity-token go with --sigstore")
@@ -151,6 +153,13 @@ def sign(
         write_bytes_atomic(
             out, json.dumps(envelope.to_dict(), indent=2).encode() + b"\n", force=force
         )
-    for signer in signers:
-        click.echo(f"signed by {signer.public_key.keyid}", err=True)
+    _report(out, fmt, [s.public_key.keyid for s in signers], as_json)
+
+
+def _report(out: Path, fmt: str, keyids: list[str], as_json: bool) -> None:
+    if as_json:
+        echo_json({"out": str(out), "format": fmt, "keyids": keyids})
+        return
+    for keyid in keyids:
+        click.echo(f"signed by {keyid}", err=True)
     click.echo(f"wrote {out}", err=True)
