@@ -70,3 +70,23 @@ def test_sign_with_missing_key_is_exit_2_and_writes_nothing(tmp_path: Path) -> N
                      "--out", out, "--sign", tmp_path / "nope.key")  # fmt: skip
     assert result.code == 2 and "Traceback" not in result.err
     assert not out.exists()
+
+
+def test_verify_subject_path_names_files_of_per_file_subjects(tmp_path: Path) -> None:
+    key, pub = _keys(tmp_path)
+    model = _tree(tmp_path / "model", {"a.bin": b"a", "b.bin": b"b", "c.bin": b"c"})
+    out = tmp_path / "train.intoto.json"
+    result = run_cli(
+        "attest", "train", "--model", model, "--no-git", "--no-packages", "--file-subjects",
+        "--out", out, "--sign", key,
+    )  # fmt: skip
+    assert result.code == 0, result
+    assert run_cli("verify", out, "--key", pub, "--subject-path", model).code == 0
+    (model / "a.bin").write_bytes(b"changed")
+    (model / "b.bin").unlink()
+    (model / "d.bin").write_bytes(b"new")
+    result = run_cli("verify", out, "--key", pub, "--subject-path", model)
+    assert result.code == 1
+    combined = result.out + result.err
+    assert "changed: a.bin" in combined and "missing: b.bin" in combined
+    assert "added: d.bin" in combined

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal
@@ -171,7 +171,12 @@ class ManifestDiff(BaseModel):
 
 def compare_manifests(expected: TreeManifest, actual: TreeManifest) -> ManifestDiff:
     """Files changed, missing from `actual`, or added to it, relative to `expected`."""
-    want, have = expected.as_dict(), actual.as_dict()
+    return diff_against(expected.as_dict(), actual)
+
+
+def diff_against(want: Mapping[str, str], actual: TreeManifest) -> ManifestDiff:
+    """Files changed, missing or added in `actual` relative to a recorded path -> digest map."""
+    have = actual.as_dict()
     return ManifestDiff(
         changed=sorted((p for p in want if p in have and want[p] != have[p]), key=path_order_key),
         missing=sorted((p for p in want if p not in have), key=path_order_key),

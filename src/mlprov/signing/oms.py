@@ -19,7 +19,7 @@ from cryptography import x509
 from securesystemslib.signer import Key, Signer
 
 from mlprov.digest import DEFAULT_IGNORES, DigestCache, ManifestDiff, TreeManifest, digest_tree
-from mlprov.digest.manifest import compare_manifests
+from mlprov.digest.manifest import diff_against
 from mlprov.errors import InputError, VerificationError
 from mlprov.predicates.oms import OmsPredicate, oms_statement, parse_oms
 from mlprov.signing.bundle import key_bundle
@@ -336,12 +336,4 @@ def verify_model(
 
 
 def _diff(predicate: OmsPredicate, actual: TreeManifest) -> ManifestDiff:
-    from mlprov.digest import FileEntry
-
-    expected = TreeManifest.build(
-        name="signed",
-        algorithm=actual.algorithm,
-        method=actual.method,
-        entries=[FileEntry(path=r.name, digest=r.digest, size=0) for r in predicate.resources],
-    )
-    return compare_manifests(expected, actual)
+    return diff_against({r.name: r.digest for r in predicate.resources}, actual)

@@ -3,14 +3,16 @@
 A file matches a subject when one of the subject's digests equals the file's digest
 (sha256, sha512 or blake3); a tree matches when the subject's sha256 is its OMS tree
 digest. When a tree does not match and the attestation lists the tree's files (OMS
-resources), the files that changed, went missing or were added are named.
+resources, or mlprov's per-file subjects `TREE/PATH`), the files that changed, went
+missing or were added are named.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from mlprov.digest import ALGORITHMS, DigestCache, digest_file, digest_tree
+from mlprov.digest import ALGORITHMS, DigestCache, TreeManifest, digest_file, digest_tree
+from mlprov.digest.manifest import diff_against
 from mlprov.errors import InputError
 from mlprov.predicates import OMS_V1
 from mlprov.signing.verify import Check
@@ -44,14 +46,9 @@ def _check_tree(statement: Statement, path: Path, cache: DigestCache | None) -> 
         if digests.get("sha256", "").lower() == manifest.digest:
             return Check("subject", True, f"tree matches subject {name or '(unnamed)'}", str(path))
     detail = f"tree sha256:{manifest.digest[:16]}… matches no subject"
-    if statement.predicateType == OMS_V1:
-        from mlprov.predicates.oms import parse_oms
-        from mlprov.signing.oms import _diff
-
-        try:
-            diff = _diff(parse_oms(statement, source=str(path)), manifest)
-        except InputError:
-            return Check("subject", False, detail, str(path))
+    recorded = _recorded_files(statement, path, manifest)
+    if recorded:
+        diff = diff_against(recorded, manifest)
         parts = [
             f"{label}: {', '.join(names[:10])}{' …' if len(names) > 10 else ''}"
             for label, names in (
@@ -64,3 +61,23 @@ def _check_tree(statement: Statement, path: Path, cache: DigestCache | None) -> 
         if parts:
             detail += " (" + "; ".join(parts) + ")"
     return Check("subject", False, detail, str(path))
+
+
+def _recorded_files(statement: Statement, path: Path, manifest: TreeManifest) -> dict[str, str]:
+    """The tree's files as the attestation recorded them, when it did: OMS resources, or
+    per-file subjects `TREE/PATH` (mlprov attest --file-subjects) in the manifest's algorithm."""
+    if statement.predicateType == OMS_V1:
+        from mlprov.predicates.oms import parse_oms
+
+        try:
+            return {r.name: r.digest for r in parse_oms(statement, source=str(path)).resources}
+        except InputError:
+            return {}
+    groups: dict[str, dict[str, str]] = {}
+    for name, digests in statement.subject_digests():
+        tree, sep, rest = (name or "").partition("/")
+        if sep and rest and manifest.algorithm in digests:
+            groups.setdefault(tree, {})[rest] = digests[manifest.algorithm].lower()
+    if path.name in groups:
+        return groups[path.name]
+    return next(iter(groups.values())) if len(groups) == 1 else {}
