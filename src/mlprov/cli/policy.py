@@ -123,6 +123,49 @@ def _claims_from_store(location: str | None, released: list[ReleasedSubject]) ->
         return claims_from_store(store, [f"sha256:{s.digest['sha256']}" for s in released])
 
 
+def _is_classic(layout_path: Path) -> bool:
+    from mlprov.fsio import read_input
+    from mlprov.policy.classic import MAX_LAYOUT_BYTES, is_classic_layout
+
+    return is_classic_layout(read_input(layout_path, limit=MAX_LAYOUT_BYTES, what="layout"))
+
+
+def _check_classic(
+    ctx: click.Context,
+    layout_path: Path,
+    attestation_paths: Sequence[Path],
+    layout_keys: Sequence[Path],
+    params: dict[str, str],
+    *,
+    as_json: bool,
+    other: bool,
+) -> None:
+    """A classic in-toto v1 layout: verified by the in-toto library, links from one dir."""
+    from mlprov.policy.classic import verify_classic
+
+    if other:
+        raise InputError(
+            "a classic in-toto layout takes --attestations LINK_DIR, --layout-key and --param"
+            " only (no --subject, --from-store or VSA)"
+        )
+    if len(attestation_paths) != 1:
+        raise InputError("a classic in-toto layout takes one --attestations directory of links")
+    result = verify_classic(
+        layout_path,
+        link_dir=attestation_paths[0],
+        layout_keys=[load_public_key(p) for p in layout_keys],
+        params=params,
+    )
+    if as_json:
+        echo_json({"passed": result.passed, "reason": result.reason, "layout": str(layout_path)})
+    elif result.passed:
+        click.echo(f"PASSED: {layout_path}: {result.reason} (classic in-toto layout)")
+    else:
+        click.echo(f"FAILED: {layout_path}: {result.reason}", err=True)
+    if not result.passed:
+        ctx.exit(1)
+
+
 def _print_report(result: PolicyResult) -> None:
     for report in (result.layout, *result.steps):
         head = "layout" if report.name == "layout" else f"step {report.name}"
@@ -228,6 +271,12 @@ def check(
         raise InputError("--from-store needs --subject: the store is searched along its lineage")
     if store_location and not from_store:
         raise InputError("--store goes with --from-store")
+    if _is_classic(layout_path):
+        _check_classic(
+            ctx, layout_path, attestation_paths, layout_keys, _parse_params(params, param_files),
+            as_json=as_json, other=bool(from_store or vsa_out or subject_paths),
+        )  # fmt: skip
+        return
     if vsa_out and not (vsa_key and verifier_id):
         raise InputError("--vsa-out needs --vsa-key and --verifier-id")
     if (vsa_key or verifier_id) and not vsa_out:
@@ -289,6 +338,16 @@ def lint(
     layout_path: Path, params: tuple[str, ...], param_files: tuple[Path, ...], as_json: bool
 ) -> None:
     """Validate LAYOUT without attestations: schema, rules, CEL, references, expiry."""
+    if _is_classic(layout_path):
+        from mlprov.policy.classic import load_classic
+
+        layout_doc = load_classic(layout_path).get_payload()
+        steps = [step.name for step in layout_doc.steps]
+        if as_json:
+            echo_json({"ok": True, "classic": True, "steps": steps, "expires": layout_doc.expires})
+        else:
+            click.echo(f"OK: {layout_path}: classic in-toto layout, {len(steps)} steps")
+        return
     loaded = load_layout(layout_path, params=_parse_params(params, param_files))
     layout = loaded.layout
     notes = []

@@ -68,7 +68,10 @@ def _parse_document(data: bytes, source: str) -> tuple[dict[str, Any], Envelope 
     if not isinstance(doc, dict):
         raise InputError(f"{source}: a layout must be a mapping")
     if "signed" in doc and isinstance(doc["signed"], dict) and doc["signed"].get("_type"):
-        raise InputError(f"{source}: a classic in-toto v1 layout; verify it with `in-toto-verify`")
+        raise InputError(
+            f"{source}: a classic in-toto v1 layout: `mlprov policy check` verifies it with the"
+            " in-toto library (links in --attestations DIR, owner keys with --layout-key)"
+        )
     return doc, None
 
 
