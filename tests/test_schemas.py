@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, shared_testdata
 from mlprov.errors import InputError
 from mlprov.schemagen import SCHEMAS, schema_bytes, validate_document, validate_statement
 
@@ -96,3 +96,17 @@ def test_validate_command(tmp_path: Path) -> None:
         validate_document(
             "tree-manifest", {"name": "x", "algorithm": "sha256", "digest": "0"}, source="m"
         )
+
+
+def test_layout_and_vsa_schemas_validate_real_documents(tmp_path: Path) -> None:
+    layout = shared_testdata("attestation-verifier", "layouts", "layout.yml")
+    assert run_cli("schema", "layout", "--validate", layout).code == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("expires: 2100-01-01T00:00:00Z\nsteps:\n  - name: 7\n")
+    result = run_cli("schema", "layout", "--validate", bad)
+    assert result.code == 2 and "steps" in result.err
+    build = shared_testdata("attestation-verifier", "test-data", "build.fe1c6281.json")
+    # A DSSE envelope is validated by its payload: this peer's SLSA provenance lacks
+    # buildDefinition.externalParameters, which SLSA v1 requires, and is told so.
+    result = run_cli("schema", "statement", "--validate", build)
+    assert result.code == 2 and "$.buildDefinition: 'externalParameters'" in result.err

@@ -18,7 +18,8 @@ from pydantic import BaseModel
 
 from mlprov.digest import TreeManifest
 from mlprov.errors import InputError
-from mlprov.predicates import LINK_V03, SLSA_PROVENANCE_V1, TEST_RESULT_V01
+from mlprov.policy.layout import Layout
+from mlprov.predicates import LINK_V03, SLSA_PROVENANCE_V1, TEST_RESULT_V01, VSA_V1
 from mlprov.predicates.link import Link
 from mlprov.predicates.slsa_provenance import (
     MLExternalParameters,
@@ -26,6 +27,7 @@ from mlprov.predicates.slsa_provenance import (
     SLSAProvenance,
 )
 from mlprov.predicates.test_result import TestResult
+from mlprov.predicates.vsa import VerificationSummary
 from mlprov.statement import ResourceDescriptor, Statement
 
 SCHEMA_BASE = "https://mlprov.dev/schemas"
@@ -40,6 +42,8 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "test-result": TestResult,
     "link": Link,
     "tree-manifest": TreeManifest,
+    "layout": Layout,
+    "vsa": VerificationSummary,
 }
 
 #: predicateType -> the schema its predicate is checked against.
@@ -47,6 +51,7 @@ PREDICATE_SCHEMAS: dict[str, str] = {
     SLSA_PROVENANCE_V1: "slsa-provenance",
     TEST_RESULT_V01: "test-result",
     LINK_V03: "link",
+    VSA_V1: "vsa",
 }
 
 

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 import click
+import yaml
 
 from mlprov.cli._common import echo_json, json_option
 from mlprov.errors import InputError
+from mlprov.fsio import parse_json, read_input
 from mlprov.schemagen import (
     PREDICATE_SCHEMAS,
     SCHEMAS,
@@ -17,6 +19,7 @@ from mlprov.schemagen import (
     validate_document,
     validate_statement,
 )
+from mlprov.signing.dsse import Envelope
 
 EPILOG = """\b
 Examples:
@@ -24,6 +27,10 @@ Examples:
   mlprov schema slsa-provenance                  # print one schema
   mlprov schema statement --validate out/train.intoto.json   # exit 2 at the first error
 """
+
+
+#: Upper bound on a document to validate.
+MAX_DOCUMENT_BYTES = 64 << 20
 
 
 @click.command(epilog=EPILOG)
@@ -53,12 +60,7 @@ def schema(name: str | None, document: Path | None, as_json: bool) -> None:
         return
     if name not in SCHEMAS:
         raise InputError(f"no schema named {name!r}; known: {', '.join(sorted(SCHEMAS))}")
-    try:
-        data = json.loads(document.read_bytes())
-    except FileNotFoundError:
-        raise InputError(f"{document}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{document}: not valid JSON ({exc})") from None
+    data = _read_document(document)
     if name == "statement":
         validate_statement(data, source=str(document))
     elif name in PREDICATE_SCHEMAS.values() and _is_statement(data):
@@ -73,6 +75,31 @@ def schema(name: str | None, document: Path | None, as_json: bool) -> None:
         echo_json({"document": str(document), "schema": name, "valid": True})
     else:
         click.echo(f"OK: {document} is a valid {name}")
+
+
+def _read_document(path: Path) -> Any:
+    """A JSON (or, for layouts, YAML) document; a DSSE envelope stands for its payload."""
+    raw = read_input(path, limit=MAX_DOCUMENT_BYTES, what="document")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        try:
+            data = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise InputError(f"{path}: not valid JSON or YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: not valid JSON ({exc})") from None
+        # YAML reads unquoted timestamps as datetimes; the schema sees JSON (RFC 3339 text).
+        data = json.loads(json.dumps(data, default=_json_scalar))
+    if isinstance(data, dict) and "payloadType" in data and "payload" in data:
+        envelope = Envelope.from_dict(data, source=str(path))
+        data = parse_json(envelope.payload, source=f"{path} (payload)")
+    return data
+
+
+def _json_scalar(value: object) -> str:
+    isoformat = getattr(value, "isoformat", None)
+    return str(isoformat()).replace("+00:00", "Z") if callable(isoformat) else str(value)
 
 
 def _is_statement(data: Any) -> TypeGuard[dict[str, Any]]:
