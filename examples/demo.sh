@@ -90,5 +90,8 @@ echo "-- which models did the training data reach? (the impact report for a pois
 TRAIN_DATA=$(mlprov digest "$OUT/data/train" | cut -d' ' -f1)
 mlprov lineage "$TRAIN_DATA" --down
 mlprov lineage "$TRAIN_DATA" --down --only-models
+echo "-- the release gate again, reading the model's attestations from the store"
+mlprov policy check "$OUT/layout.yaml" --from-store --subject "$OUT/lr-model" --json \
+  | python -c 'import json,sys; r=json.load(sys.stdin); print("passed:", r["passed"], "with", len(r["attestations"]), "attestations from the store")'
 mlprov lineage "$OUT/lr-model" --up --format mermaid > "$OUT/lineage.mmd"
 echo "wrote $OUT/lineage.mmd (renders in GitHub/GitLab markdown)"

@@ -63,8 +63,18 @@ def _digest_text(digest: dict[str, str]) -> str:
     return ", ".join(f"{k}:{v}" for k, v in sorted(digest.items())) or "(none)"
 
 
-def _names(items: set[str]) -> str:
-    return ", ".join(sorted(items)) if items else "nothing"
+#: Names listed in a passing rule's reason before the rest are only counted.
+SHOWN_NAMES = 12
+
+
+def _names(items: set[str], *, limit: int | None = SHOWN_NAMES) -> str:
+    """Sorted names; a passing rule lists the first `limit`, a failure (limit=None) all."""
+    if not items:
+        return "nothing"
+    names = sorted(items)
+    if limit is None or len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} and {len(names) - limit} more"
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,7 @@ class DisallowRule:
             )
             return RuleResult(
                 False,
-                f"{what} {_names(hit)} not allowed by any earlier rule"
+                f"{what} {_names(hit, limit=None)} not allowed by any earlier rule"
                 + (f" ({notes})" if notes else ""),
                 queue.where,
                 self.text,
@@ -170,7 +180,7 @@ class MatchRule:
         if unmatched:
             reason += (
                 f"; no {self.dest_kind[:-1]} of step {self.dest_step} with the same digest"
-                f" for {_names(unmatched)}"
+                f" for {_names(unmatched, limit=None)}"
             )
         return RuleResult(True, reason, queue.where, self.text)
 
