@@ -11,10 +11,12 @@ from typing import Any, TypeVar
 import click
 
 from mlprov.cli._common import echo_json, force_option, json_option
+from mlprov.cli.verify import identities_from, sigstore_options
 from mlprov.errors import InputError, VerificationError
 from mlprov.fsio import atomic_writer
 from mlprov.predicates import LINK_V03, OMS_V1, SLSA_PROVENANCE_V1, TEST_RESULT_V01, VSA_V1
 from mlprov.signing.files import SignedAttestation, read_attestations
+from mlprov.signing.sigstore_bundle import SigstoreIdentity
 from mlprov.store import (
     UNVERIFIED,
     AttestationVerifier,
@@ -72,24 +74,14 @@ def store() -> None:
 def _verifier(
     keys: tuple[Path, ...],
     threshold: int,
-    identity: str | None,
-    identity_regex: str | None,
-    issuer: str | None,
+    identities: list[SigstoreIdentity],
     trusted_root: Path | None,
     staging: bool,
 ) -> AttestationVerifier | None:
     """The verifier the options ask for, or None to store unverified."""
     from mlprov.signing.keys import load_public_key
-    from mlprov.signing.sigstore_bundle import SigstoreIdentity
 
-    identities = []
-    if identity or identity_regex or issuer:
-        if not issuer:
-            raise InputError("--identity needs --issuer (the OIDC issuer of the signer)")
-        identities.append(
-            SigstoreIdentity(issuer=issuer, subject=identity, subject_regex=identity_regex)
-        )
-    elif trusted_root or staging:
+    if (trusted_root or staging) and not identities:
         raise InputError("--trusted-root/--staging apply to --identity/--issuer verification")
     if not keys and not identities:
         return None
@@ -127,15 +119,7 @@ Examples:
     show_default=True,
     help="Distinct --key signatures needed.",
 )
-@click.option("--identity", help="Sigstore signer identity (e-mail, workflow URI) to require.")
-@click.option("--identity-regex", help="Regular expression the Sigstore identity must match.")
-@click.option("--issuer", help="OIDC issuer of the Sigstore identity.")
-@click.option(
-    "--trusted-root",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Sigstore trusted root JSON to verify offline against.",
-)
-@click.option("--staging", is_flag=True, help="Verify against Sigstore's staging instance.")
+@sigstore_options
 @store_option
 @json_option
 @click.pass_context
@@ -144,8 +128,8 @@ def add(
     files: tuple[Path, ...],
     keys: tuple[Path, ...],
     threshold: int,
-    identity: str | None,
-    identity_regex: str | None,
+    identity: tuple[str, ...],
+    identity_regexp: tuple[str, ...],
     issuer: str | None,
     trusted_root: Path | None,
     staging: bool,
@@ -159,7 +143,8 @@ def add(
     is added (exit 1, naming each one that failed); without them attestations are stored
     marked unverified, with the signers they claim.
     """
-    verifier = _verifier(keys, threshold, identity, identity_regex, issuer, trusted_root, staging)
+    identities = identities_from(identity, identity_regexp, issuer)
+    verifier = _verifier(keys, threshold, identities, trusted_root, staging)
     attestations: list[SignedAttestation] = []
     for path in files:
         attestations.extend(read_attestations(path))
