@@ -47,3 +47,13 @@ def test_every_command_offers_json(path: tuple[str, ...]) -> None:
         command = command.commands[name]
     options = {opt for param in command.params for opt in getattr(param, "opts", [])}
     assert "--json" in options, f"mlprov {' '.join(path)} has no --json"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["no-such-command"], ["digest", "--bogus"], ["keygen", "--type", "dsa", "--out", "k"]],
+)
+def test_usage_errors_are_one_line(args: list[str]) -> None:
+    result = run_cli(*args)
+    assert result.code == 2
+    assert result.err.count("\n") == 1 and result.err.startswith("mlprov: error: ")

@@ -54,8 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         result = cli.main(args=argv, prog_name="mlprov", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.UsageError as exc:
+        # One line, like every other bad input: the message and where to read more.
+        command = exc.ctx.command_path if exc.ctx is not None else "mlprov"
+        click.echo(f"mlprov: error: {exc.format_message()} (see {command} --help)", err=True)
+        return 2
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"mlprov: error: {exc.format_message()}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("mlprov: aborted", err=True)
