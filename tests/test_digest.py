@@ -350,3 +350,24 @@ def test_forked_worker_errors_reach_the_caller(
     monkeypatch.setattr("mlprov.digest.tree.list_files", vanishing)
     with pytest.raises(FileChangedError, match="f7: vanished"):
         digest_tree(tmp_path / "m", workers=2)
+
+
+def test_progress_is_told_the_total_and_every_byte(tmp_path: Path) -> None:
+    from mlprov.signing.oms import model_manifest
+
+    _write(tmp_path / "m" / "big.bin", os.urandom(2 * CHUNK_SIZE + 5))
+    _write(tmp_path / "m" / "small.bin", b"12345")
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.total, self.done = -1, 0
+
+        def set_total(self, total: int) -> None:
+            self.total = total
+
+        def advance(self, n: int) -> None:
+            self.done += n
+
+    recorder = Recorder()
+    model_manifest(tmp_path / "m", progress=recorder)
+    assert recorder.total == recorder.done == 2 * CHUNK_SIZE + 10

@@ -84,15 +84,22 @@ class ByteProgress:
 
 
 @contextmanager
+def progress_bar(description: str) -> Iterator[ByteProgress]:
+    """A ByteProgress (a DigestProgress) that is closed however the block ends."""
+    bar = ByteProgress(description)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+@contextmanager
 def byte_progress(
     description: str,
 ) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
     """(on_total, advance) callbacks for the digest engine, showing progress on a TTY."""
-    bar = ByteProgress(description)
-    try:
+    with progress_bar(description) as bar:
         yield bar.set_total, bar.advance
-    finally:
-        bar.close()
 
 
 def sign_options(func: Any) -> Any:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import closing
 from pathlib import Path
 
 import click
 
-from mlprov.cli._common import echo_json, force_option, json_option
+from mlprov.cli._common import echo_json, force_option, json_option, progress_bar
 from mlprov.cli.sign import load_signers
 from mlprov.cli.verify import identities_from, sigstore_options
 from mlprov.digest import DigestCache
@@ -94,8 +95,7 @@ def sign_cmd(
     check_writable(out, force=force)
     if not model_path.exists() and not model_path.is_symlink():
         raise InputError(f"{model_path}: no such file or directory")
-    cache = DigestCache()
-    try:
+    with closing(DigestCache()) as cache, progress_bar(f"hashing {model_path}") as bar:
         if sigstore:
             statement = model_statement(
                 model_path,
@@ -104,6 +104,7 @@ def sign_cmd(
                 algorithm=algorithm,
                 shard_size=shard_size,
                 cache=cache,
+                progress=bar,
             )
             token = resolve_identity_token(identity_token, staging=staging)
             data = sign_statement_sigstore(statement.to_bytes(), token=token, staging=staging)
@@ -119,6 +120,7 @@ def sign_cmd(
                 algorithm=algorithm,
                 shard_size=shard_size,
                 cache=cache,
+                progress=bar,
             )
             data = bundle_bytes(bundle)
             if signer.public_key.keytype != "ecdsa":
@@ -133,8 +135,6 @@ def sign_cmd(
                     " use its Python API or mlprov model verify for this one",
                     err=True,
                 )
-    finally:
-        cache.close()
     write_bytes_atomic(out, data, force=force)
     if as_json:
         echo_json({"out": str(out), "sha256": hashlib.sha256(data).hexdigest()})
@@ -195,8 +195,7 @@ def verify_cmd(
     if not model_path.exists() and not model_path.is_symlink():
         raise InputError(f"{model_path}: no such file or directory")
     keys = [load_public_key(p) for p in key_paths]
-    cache = DigestCache()
-    try:
+    with closing(DigestCache()) as cache, progress_bar(f"hashing {model_path}") as bar:
         result = verify_model(
             model_path,
             attestations[0],
@@ -208,9 +207,8 @@ def verify_cmd(
             ignore_paths=ignore_paths,
             signature_path=signature,
             cache=cache,
+            progress=bar,
         )
-    finally:
-        cache.close()
     serialization = result.predicate.serialization
     if as_json:
         echo_json(

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from mlprov.digest.algorithms import DEFAULT_ALGORITHM, check_algorithm
 from mlprov.digest.cache import CacheKey, DigestCache
@@ -29,6 +29,14 @@ from mlprov.digest.walk import FileInfo, IgnoreRules, default_ignore_patterns, l
 
 #: Files (or shards) from this size on are hashed in the thread pool.
 LARGE_FILE = 8 << 20
+
+
+class DigestProgress(Protocol):
+    """Told the bytes about to be hashed, then each increment (from worker threads)."""
+
+    def set_total(self, total: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
 
 
 class _Task(NamedTuple):

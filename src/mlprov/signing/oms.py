@@ -20,6 +20,7 @@ from securesystemslib.signer import Key, Signer
 
 from mlprov.digest import DEFAULT_IGNORES, DigestCache, ManifestDiff, TreeManifest, digest_tree
 from mlprov.digest.manifest import diff_against
+from mlprov.digest.tree import DigestProgress
 from mlprov.errors import InputError, VerificationError
 from mlprov.predicates.oms import OmsPredicate, oms_statement, parse_oms
 from mlprov.signing.bundle import key_bundle
@@ -55,6 +56,7 @@ def model_manifest(
     algorithm: str = "sha256",
     shard_size: int | None = None,
     cache: DigestCache | None = None,
+    progress: DigestProgress | None = None,
 ) -> TreeManifest:
     """Digest a model as OMS does: ignore paths are relative to the root (prefixes)."""
     return digest_tree(
@@ -64,6 +66,8 @@ def model_manifest(
         default_ignores=True,
         shard_size=shard_size,
         cache=cache,
+        progress=progress.advance if progress else None,
+        on_total=progress.set_total if progress else None,
     )
 
 
@@ -75,6 +79,7 @@ def model_statement(
     algorithm: str = "sha256",
     shard_size: int | None = None,
     cache: DigestCache | None = None,
+    progress: DigestProgress | None = None,
 ) -> Statement:
     """The OMS v1.0 Statement of a model directory (or single file).
 
@@ -88,7 +93,12 @@ def model_statement(
         if inside:
             ignored.append(inside)
     manifest = model_manifest(
-        model, ignore_paths=ignored, algorithm=algorithm, shard_size=shard_size, cache=cache
+        model,
+        ignore_paths=ignored,
+        algorithm=algorithm,
+        shard_size=shard_size,
+        cache=cache,
+        progress=progress,
     )
     recorded = list(dict.fromkeys([*ignored, *DEFAULT_IGNORES])) if model.is_dir() else []
     return oms_statement(manifest, ignore_paths=recorded)
@@ -103,6 +113,7 @@ def sign_model(
     algorithm: str = "sha256",
     shard_size: int | None = None,
     cache: DigestCache | None = None,
+    progress: DigestProgress | None = None,
 ) -> dict[str, Any]:
     """An OMS v1.0 key-signed bundle for a model, as `model_signing sign key` writes."""
     statement = model_statement(
@@ -112,6 +123,7 @@ def sign_model(
         algorithm=algorithm,
         shard_size=shard_size,
         cache=cache,
+        progress=progress,
     )
     envelope = sign_envelope(statement.to_bytes(), [signer])
     return key_bundle(envelope, signer.public_key)
@@ -294,6 +306,7 @@ def verify_model(
     ignore_paths: Sequence[str] = (),
     signature_path: Path | None = None,
     cache: DigestCache | None = None,
+    progress: DigestProgress | None = None,
 ) -> ModelVerification:
     """Verify an OMS signature and that the model on disk is exactly what was signed.
 
@@ -323,6 +336,7 @@ def verify_model(
         algorithm=serialization.hash_type,
         shard_size=serialization.shard_size if serialization.method == "shards" else None,
         cache=cache,
+        progress=progress,
     )
     diff = _diff(predicate, actual)
     return ModelVerification(
