@@ -54,6 +54,13 @@ doc["predicate"]["buildDefinition"]["resolvedDependencies"] = [d for d in deps i
 print(json.dumps(doc, indent=2))
 PY
 
+step "6b. The evaluation Statement (in-toto test-result with metrics), from its signed envelope"
+python - "$ATT/eval.intoto.json" <<'PY'
+import base64, json, sys
+envelope = json.load(open(sys.argv[1]))
+print(json.dumps(json.loads(base64.b64decode(envelope["payload"])), indent=2))
+PY
+
 step "7. Model signature: an OpenSSF Model Signing bundle (model_signing verifies it too)"
 mlprov model sign "$OUT/lr-model" --key "$OUT/trainer.key" --out "$OUT/lr-model.sig"
 mlprov model verify "$OUT/lr-model" --signature "$OUT/lr-model.sig" --key "$OUT/trainer.pub"
