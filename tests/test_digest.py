@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -305,10 +304,6 @@ def test_cli_symlink_error_is_one_line(tmp_path: Path) -> None:
     assert result.err.strip().count("\n") == 0 and "is a symlink" in result.err
     result = run_cli("digest", tmp_path / "m", "--follow-symlinks")
     assert result.code == 2 and "outside the tree" in result.err
-
-
-def test_special_file_mode_check() -> None:
-    assert stat.S_ISFIFO(stat.S_IFIFO)
 
 
 def test_forked_workers_equal_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
