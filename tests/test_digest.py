@@ -6,13 +6,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import run_cli, shared_testdata
 from mlprov.digest import DigestCache, TreeManifest, digest_file, digest_tree, tree_digest
 from mlprov.digest.hashing import CHUNK_SIZE, SMALL_FILE, shard_bounds
-from mlprov.digest.walk import list_files
 from mlprov.errors import FileChangedError, InputError
 from mlprov.signing.files import read_attestations
 
@@ -327,24 +327,94 @@ def test_forked_workers_equal_serial(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert hashed == [0]
 
 
+def _spy_forked_walk(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the calls digest_tree makes to the forked walk, so a test knows it ran."""
+    from mlprov.digest import tree
+
+    calls: list[int] = []
+    real = tree.forked_walk
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tree, "forked_walk", spy)
+    return calls
+
+
 def test_forked_worker_errors_reach_the_caller(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlprov.digest import procs
 
-    for i in range(20):
-        _write(tmp_path / "m" / f"f{i}", b"x")
+    for i in range(40):
+        _write(tmp_path / "m" / f"d{i % 8}" / f"f{i}", b"x")
     monkeypatch.setattr(procs, "MIN_FILES", 10)
-    real_list_files = list_files
+    real_walk = procs.walk_subtree
 
-    def vanishing(*args: object, **kwargs: object) -> object:
-        found = real_list_files(*args, **kwargs)  # type: ignore[arg-type]
-        (tmp_path / "m" / "f7").unlink()  # gone between listing and hashing
+    def vanishing(*args: Any, **kwargs: Any) -> Any:
+        found = real_walk(*args, **kwargs)
+        for info in found:
+            if info.name == "d7/f7":  # gone between listing and hashing, in a worker
+                os.unlink(info.path)
         return found
 
-    monkeypatch.setattr("mlprov.digest.tree.list_files", vanishing)
-    with pytest.raises(FileChangedError, match="f7: vanished"):
+    monkeypatch.setattr(procs, "walk_subtree", vanishing)
+    calls = _spy_forked_walk(monkeypatch)
+    with pytest.raises(FileChangedError, match=r"f7: vanished"):
         digest_tree(tmp_path / "m", workers=2)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("hazard", ["fifo", "symlink-out", "symlink"])
+def test_forked_walk_refuses_what_the_serial_walk_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hazard: str
+) -> None:
+    from mlprov.digest import procs
+
+    for i in range(40):
+        _write(tmp_path / "m" / f"d{i % 8}" / "sub" / f"f{i}", b"x")
+    _write(tmp_path / "outside", b"secret")
+    deep = tmp_path / "m" / "d5" / "sub"
+    if hazard == "fifo":
+        os.mkfifo(deep / "pipe")
+    elif hazard == "symlink-out":
+        (deep / "link").symlink_to(tmp_path / "outside")
+    else:
+        (deep / "link").symlink_to("f5")
+    monkeypatch.setattr(procs, "MIN_FILES", 1)
+    with pytest.raises(InputError) as expected:
+        digest_tree(tmp_path / "m", workers=1, follow_symlinks=hazard == "symlink-out")
+    calls = _spy_forked_walk(monkeypatch)
+    with pytest.raises(InputError) as forked:
+        digest_tree(tmp_path / "m", workers=2, follow_symlinks=hazard == "symlink-out")
+    assert calls == [1]
+    assert str(forked.value) == str(expected.value)
+
+
+def test_forked_walk_matches_serial_with_large_files_and_ignores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlprov.digest import procs
+
+    for i in range(60):
+        _write(tmp_path / "m" / f"d{i % 5}" / f"e{i % 3}" / f"f{i}.bin", os.urandom(i))
+    _write(tmp_path / "m" / "d1" / "big.bin", os.urandom(9 << 20))
+    _write(tmp_path / "m" / "d2" / "skip.log", b"ignored")
+    _write(tmp_path / "m" / "top.txt", b"top")
+    serial = digest_tree(tmp_path / "m", workers=1, ignore=["*.log"])
+    monkeypatch.setattr(procs, "MIN_FILES", 10)
+    calls = _spy_forked_walk(monkeypatch)
+    cache = DigestCache(tmp_path / "c", racy_seconds=0)
+    forked = digest_tree(tmp_path / "m", workers=2, ignore=["*.log"], cache=cache)
+    assert calls == [1]
+    assert forked == serial
+    assert "d2/skip.log" not in forked.as_dict()
+    hashed: list[int] = []
+    again = digest_tree(
+        tmp_path / "m", workers=2, ignore=["*.log"], cache=cache, on_total=hashed.append
+    )
+    assert again == serial and hashed == [0]  # everything came from the cache
 
 
 def test_progress_is_told_the_total_and_every_byte(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ class DigestCache:
         self.racy_seconds = racy_seconds
         self._db: sqlite3.Connection | None = None
         directory = directory or default_cache_dir()
+        self.directory = directory
         try:
             directory.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(directory / "digests.sqlite3", timeout=30, check_same_thread=False)

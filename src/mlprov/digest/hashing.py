@@ -10,7 +10,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mlprov.digest.algorithms import new_hasher
 from mlprov.errors import FileChangedError, InputError
@@ -19,12 +19,14 @@ from mlprov.errors import FileChangedError, InputError
 CHUNK_SIZE = 4 << 20
 #: Files up to this size are read in one call.
 SMALL_FILE = 1 << 20
+#: Files (or shards) from this size on are hashed in the thread pool, where hashlib
+#: runs without the GIL; smaller ones cost system calls and interpreter time instead.
+LARGE_FILE = 8 << 20
 
 ProgressCallback = Callable[[int], None]
 
 
-@dataclass(frozen=True, slots=True)
-class HashedFile:
+class HashedFile(NamedTuple):
     """The digest of a file (or shard) and the stat it was computed under."""
 
     digest: str
@@ -32,12 +34,13 @@ class HashedFile:
     st: os.stat_result
 
 
+_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_FLAGS_NOFOLLOW = _FLAGS | getattr(os, "O_NOFOLLOW", 0)
+
+
 def _open(path: str, *, nofollow: bool) -> int:
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-    if nofollow:
-        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        return os.open(path, flags)
+        return os.open(path, _FLAGS_NOFOLLOW if nofollow else _FLAGS)
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except FileNotFoundError:

@@ -1,4 +1,4 @@
-"""Hashing many small files in forked worker processes.
+"""Walking and hashing many small files in forked worker processes.
 
 A small file costs system calls and interpreter time, not hashing: threads only fight
 over the GIL for it (measured slower than one loop), while processes really run in
@@ -8,15 +8,19 @@ threads alive may deadlock), and only for enough files to repay the fork.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
 
-from mlprov.digest.cache import CacheKey
-from mlprov.digest.hashing import hash_small_file
+from mlprov.digest.cache import CacheKey, DigestCache
+from mlprov.digest.hashing import LARGE_FILE, hash_small_file
+from mlprov.digest.walk import FileInfo, Subtree, WalkContext, walk_subtree
 
 #: Fewer small files than this are hashed in the calling thread.
 MIN_FILES = 4000
@@ -78,3 +82,111 @@ class ForkedHashing:
                     yield item.name, key, digest, key.size
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: A walk is split into about this many subtrees per worker, found at most this deep.
+SUBTREES_PER_WORKER = 4
+MAX_SPLIT_DEPTH = 3
+
+
+class KnownFile(NamedTuple):
+    """A small file a worker walked and hashed (or found in the cache): all the caller needs.
+
+    Plain tuples cross the process boundary: pickling 20,000 os.stat_result objects
+    costs more than hashing the files.
+    """
+
+    name: str
+    size: int
+    digest: str
+
+
+def split_tree(
+    root: Subtree, ctx: WalkContext, *, workers: int
+) -> tuple[list[FileInfo], list[Subtree], int]:
+    """Walk the top levels of a tree until there are subtrees enough to share out.
+
+    Returns the files found so far, the subtrees not yet walked, and an estimate of
+    the files in the whole tree (what the top levels hold, plus the entries directly
+    in each remaining subtree).
+    """
+    files: list[FileInfo] = []
+    frontier = [root]
+    for _ in range(MAX_SPLIT_DEPTH):
+        deferred: list[Subtree] = []
+        for tree in frontier:
+            files.extend(walk_subtree(tree, ctx, defer=deferred))
+        frontier = deferred
+        if not frontier or len(frontier) >= SUBTREES_PER_WORKER * workers:
+            break
+    estimate = len(files)
+    for tree in frontier:
+        with contextlib.suppress(OSError):  # the walk itself reports unreadable dirs
+            estimate += len(os.listdir(tree.path))
+    return files, frontier, estimate
+
+
+def _walk_and_hash(
+    trees: list[Subtree],
+    ctx: WalkContext,
+    algorithm: str,
+    cache_dir: str | None,
+    racy_seconds: float,
+    nofollow: bool,
+) -> tuple[list[FileInfo], list[tuple[str, int, str]]]:
+    """In a worker: walk subtrees, take small files' digests from the cache or hash (and
+    cache) them. Returns the large files, for the caller's threads, and plain
+    (name, size, digest) tuples for the rest."""
+    files = [f for tree in trees for f in walk_subtree(tree, ctx)]
+    small = [f for f in files if f.st.st_size < LARGE_FILE]
+    keys = [CacheKey.of(f.st) for f in small]
+    cache = DigestCache(Path(cache_dir), racy_seconds=racy_seconds) if cache_dir else None
+    hits = cache.lookup(algorithm, keys) if cache is not None else {}
+    known = []
+    fresh: list[tuple[CacheKey, str]] = []
+    for info, key in zip(small, keys, strict=True):
+        digest = hits.get(key)
+        if digest is None:
+            hashed = hash_small_file(info.path, algorithm, nofollow=nofollow)
+            digest = hashed.digest
+            fresh.append((CacheKey.of(hashed.st), digest))
+        known.append((info.name, key.size, digest))
+    if cache is not None:
+        cache.store(algorithm, fresh)  # here, in parallel, not in the waiting parent
+        cache.close()
+    return [f for f in files if f.st.st_size >= LARGE_FILE], known
+
+
+def forked_walk(
+    frontier: Sequence[Subtree],
+    ctx: WalkContext,
+    algorithm: str,
+    *,
+    workers: int,
+    cache: DigestCache | None,
+    nofollow: bool,
+) -> tuple[list[FileInfo], list[KnownFile]]:
+    """Walk the subtrees in forked workers, which also hash (or find cached) small files.
+
+    Returns the large files, listed but not hashed (the caller's thread pool does them,
+    where hashlib runs in parallel without the GIL), and the small files' digests,
+    which the workers have already put in the cache. Errors in a worker reach the caller.
+    """
+    count = workers * SUBTREES_PER_WORKER
+    groups = [list(frontier[i::count]) for i in range(count)]
+    cache_dir = str(cache.directory) if cache is not None and cache.enabled else None
+    racy_seconds = cache.racy_seconds if cache is not None else 0.0
+    large: list[FileInfo] = []
+    known: list[KnownFile] = []
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [
+            pool.submit(_walk_and_hash, group, ctx, algorithm, cache_dir, racy_seconds, nofollow)
+            for group in groups
+            if group
+        ]
+        for future in futures:
+            found, rows = future.result()
+            large.extend(found)
+            known.extend(KnownFile(*row) for row in rows)
+    return large, known

@@ -9,6 +9,7 @@ uses every core.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import NamedTuple, Protocol
 from mlprov.digest.algorithms import DEFAULT_ALGORITHM, check_algorithm
 from mlprov.digest.cache import CacheKey, DigestCache
 from mlprov.digest.hashing import (
+    LARGE_FILE,
     ProgressCallback,
     hash_file,
     hash_shard,
@@ -24,11 +26,23 @@ from mlprov.digest.hashing import (
     shard_bounds,
 )
 from mlprov.digest.manifest import FileEntry, TreeManifest
-from mlprov.digest.procs import ForkedHashing, SmallFile, fork_is_safe
-from mlprov.digest.walk import FileInfo, IgnoreRules, default_ignore_patterns, list_files
-
-#: Files (or shards) from this size on are hashed in the thread pool.
-LARGE_FILE = 8 << 20
+from mlprov.digest.procs import (
+    ForkedHashing,
+    KnownFile,
+    SmallFile,
+    fork_is_safe,
+    forked_walk,
+    split_tree,
+)
+from mlprov.digest.walk import (
+    FileInfo,
+    IgnoreRules,
+    default_ignore_patterns,
+    list_files,
+    open_tree,
+    root_subtree,
+    walk_subtree,
+)
 
 
 class DigestProgress(Protocol):
@@ -97,22 +111,38 @@ def digest_tree(
     check_algorithm(algorithm)
     root = Path(path)
     patterns = [*(default_ignore_patterns() if default_ignores else []), *ignore]
-    is_dir, files = list_files(
+    workers = workers or default_workers()
+    nofollow = not follow_symlinks
+    st, ctx = open_tree(
         root,
         ignore=IgnoreRules(patterns),
         follow_symlinks=follow_symlinks,
         symlink_boundary=symlink_boundary,
     )
+    is_dir = stat.S_ISDIR(st.st_mode)
+    known: list[KnownFile] = []
+    if not is_dir:
+        # A lone file (or something list_files refuses with the right message).
+        _, files = list_files(root, follow_symlinks=follow_symlinks)
+    else:
+        files, frontier, estimate = split_tree(root_subtree(root, st), ctx, workers=workers)
+        if shard_size is None and frontier and fork_is_safe(workers, estimate):
+            large, known = forked_walk(
+                frontier, ctx, algorithm, workers=workers, cache=cache, nofollow=nofollow
+            )
+            files.extend(large)
+        else:
+            files.extend(f for tree in frontier for f in walk_subtree(tree, ctx))
     tasks = _tasks(files, shard_size)
     keys = [CacheKey.of(t.info.st, t.start, t.end) for t in tasks] if cache else []
     cached = cache.lookup(algorithm, keys) if cache else {}
     todo = [t for t, k in zip(tasks, keys, strict=True) if k not in cached] if cached else tasks
     if on_total:
         on_total(sum(t.size for t in todo))
-    computed = _run(todo, algorithm, workers or default_workers(), not follow_symlinks, progress)
+    computed = _run(todo, algorithm, workers, nofollow, progress)
     if cache:
-        cache.store(algorithm, computed.values())
-    entries = []
+        cache.store(algorithm, computed.values())  # forked workers stored their own
+    entries = [FileEntry(k.name, k.digest, k.size) for k in known]
     for i, task in enumerate(tasks):
         hit = cached.get(keys[i]) if cached else None
         digest = hit if hit is not None else computed[task.name][1]

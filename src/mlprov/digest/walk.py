@@ -108,18 +108,60 @@ def list_files(
     symlinks (unless followed within the boundary), special files and unreadable dirs.
     """
     root = Path(root)
-    st = _stat_root(root, follow_symlinks=follow_symlinks)
+    st, ctx = open_tree(
+        root, ignore=ignore, follow_symlinks=follow_symlinks, symlink_boundary=symlink_boundary
+    )
     if stat.S_ISREG(st.st_mode):
         return False, [FileInfo(str(root), ".", st)]
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"{root} is {_kind(st.st_mode)}, not a file or directory")
+    return True, walk_subtree(root_subtree(root, st), ctx)
+
+
+def root_subtree(root: Path, st: os.stat_result) -> Subtree:
+    """The whole tree as a Subtree: names start at the root, which is its only ancestor."""
+    return Subtree(str(root), "", frozenset({(st.st_dev, st.st_ino)}))
+
+
+class Subtree(NamedTuple):
+    """A directory left for later (another process): where, its name prefix, its ancestors."""
+
+    path: str
+    prefix: str
+    ancestors: frozenset[tuple[int, int]]
+
+
+class WalkContext(NamedTuple):
+    """What a walk of one tree needs besides the directory: picklable, for worker processes."""
+
+    rules: IgnoreRules
+    follow: bool
+    boundary: str
+
+
+def open_tree(
+    root: Path,
+    *,
+    ignore: IgnoreRules | None = None,
+    follow_symlinks: bool = False,
+    symlink_boundary: Path | None = None,
+) -> tuple[os.stat_result, WalkContext]:
+    """Check the root of a walk (as list_files does) and fix the rules the walk follows."""
+    st = _stat_root(root, follow_symlinks=follow_symlinks)
     real_root = os.path.realpath(root)
     boundary = os.path.realpath(symlink_boundary) if symlink_boundary else real_root
-    rules = ignore or IgnoreRules(())
-    files: list[FileInfo] = []
-    visited = {(st.st_dev, st.st_ino)}
-    _walk(str(root), "", rules, follow_symlinks, boundary, visited, files)
-    return True, files
+    return st, WalkContext(ignore or IgnoreRules(()), follow_symlinks, boundary)
+
+
+def walk_subtree(
+    tree: Subtree, ctx: WalkContext, *, defer: list[Subtree] | None = None
+) -> list[FileInfo]:
+    """The files under one directory; with `defer`, its subdirectories are left there instead."""
+    out: list[FileInfo] = []
+    _walk(
+        tree.path, tree.prefix, ctx.rules, ctx.follow, ctx.boundary, set(tree.ancestors), out, defer
+    )
+    return out
 
 
 def _walk(
@@ -130,6 +172,7 @@ def _walk(
     boundary: str,
     visited: set[tuple[int, int]],
     out: list[FileInfo],
+    defer: list[Subtree] | None = None,
 ) -> None:
     try:
         entries = list(os.scandir(directory))
@@ -151,6 +194,9 @@ def _walk(
             key = (st.st_dev, st.st_ino)
             if key in visited:
                 raise InputError(f"{entry.path}: directory cycle through a symlink")
+            if defer is not None:
+                defer.append(Subtree(entry.path, rel + "/", frozenset(visited | {key})))
+                continue
             visited.add(key)
             _walk(entry.path, rel + "/", rules, follow, boundary, visited, out)
             visited.discard(key)
