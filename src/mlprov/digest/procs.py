@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -35,7 +36,7 @@ def fork_is_safe(workers: int, count: int) -> bool:
     return (
         workers > 1
         and count >= MIN_FILES
-        and hasattr(os, "fork")
+        and sys.platform.startswith("linux")  # fork is unsafe on macOS, absent on Windows
         and threading.active_count() == 1
         and multiprocessing.current_process().name == "MainProcess"
     )
