@@ -46,12 +46,12 @@ def split_shard_name(name: str) -> tuple[str, int, int]:
         raise InputError(f"shard name {name!r} is not of the form path:start:end") from None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileEntry:
     """One file (or one shard of a file, named `path:start:end`) of a tree and its digest.
 
-    A plain dataclass, not a model: a tree of a million files builds a million of these.
-    Pydantic still validates them when a manifest is read (`TreeManifest.from_json`).
+    A plain (unfrozen: cheaper to build) dataclass, not a model: a tree of a million files
+    builds a million of these. Pydantic still validates them when a manifest is read.
     """
 
     path: str

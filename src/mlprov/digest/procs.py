@@ -17,10 +17,10 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from mlprov.digest.cache import CacheKey, DigestCache
 from mlprov.digest.hashing import LARGE_FILE, hash_small_file
+from mlprov.digest.manifest import FileEntry
 from mlprov.digest.walk import FileInfo, Subtree, WalkContext, walk_subtree
 
 #: Fewer small files than this are hashed in the calling thread.
@@ -90,18 +90,6 @@ SUBTREES_PER_WORKER = 4
 MAX_SPLIT_DEPTH = 3
 
 
-class KnownFile(NamedTuple):
-    """A small file a worker walked and hashed (or found in the cache): all the caller needs.
-
-    Plain tuples cross the process boundary: pickling 20,000 os.stat_result objects
-    costs more than hashing the files.
-    """
-
-    name: str
-    size: int
-    digest: str
-
-
 def split_tree(
     root: Subtree, ctx: WalkContext, *, workers: int
 ) -> tuple[list[FileInfo], list[Subtree], int]:
@@ -109,7 +97,7 @@ def split_tree(
 
     Returns the files found so far, the subtrees not yet walked, and an estimate of
     the files in the whole tree (what the top levels hold, plus the entries directly
-    in each remaining subtree).
+    in the remaining subtrees, counted only until MIN_FILES is reached).
     """
     files: list[FileInfo] = []
     frontier = [root]
@@ -122,6 +110,8 @@ def split_tree(
             break
     estimate = len(files)
     for tree in frontier:
+        if estimate >= MIN_FILES:
+            break  # enough to know the answer; counting on would cost a listing per dir
         with contextlib.suppress(OSError):  # the walk itself reports unreadable dirs
             estimate += len(os.listdir(tree.path))
     return files, frontier, estimate
@@ -166,19 +156,19 @@ def forked_walk(
     workers: int,
     cache: DigestCache | None,
     nofollow: bool,
-) -> tuple[list[FileInfo], list[KnownFile]]:
+) -> tuple[list[FileInfo], list[FileEntry]]:
     """Walk the subtrees in forked workers, which also hash (or find cached) small files.
 
     Returns the large files, listed but not hashed (the caller's thread pool does them,
-    where hashlib runs in parallel without the GIL), and the small files' digests,
-    which the workers have already put in the cache. Errors in a worker reach the caller.
+    where hashlib runs in parallel without the GIL), and the small files' entries,
+    whose digests the workers have already put in the cache. Errors in a worker reach the caller.
     """
     count = workers * SUBTREES_PER_WORKER
     groups = [list(frontier[i::count]) for i in range(count)]
     cache_dir = str(cache.directory) if cache is not None and cache.enabled else None
     racy_seconds = cache.racy_seconds if cache is not None else 0.0
     large: list[FileInfo] = []
-    known: list[KnownFile] = []
+    known: list[FileEntry] = []
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         futures = [
@@ -189,5 +179,6 @@ def forked_walk(
         for future in futures:
             found, rows = future.result()
             large.extend(found)
-            known.extend(KnownFile(*row) for row in rows)
+            # Plain tuples cross the process boundary (pickling os.stat_result is dear).
+            known.extend(FileEntry(name, digest, size) for name, size, digest in rows)
     return large, known

@@ -28,7 +28,6 @@ from mlprov.digest.hashing import (
 from mlprov.digest.manifest import FileEntry, TreeManifest
 from mlprov.digest.procs import (
     ForkedHashing,
-    KnownFile,
     SmallFile,
     fork_is_safe,
     forked_walk,
@@ -120,7 +119,7 @@ def digest_tree(
         symlink_boundary=symlink_boundary,
     )
     is_dir = stat.S_ISDIR(st.st_mode)
-    known: list[KnownFile] = []
+    known: list[FileEntry] = []
     if not is_dir:
         # A lone file (or something list_files refuses with the right message).
         _, files = list_files(root, follow_symlinks=follow_symlinks)
@@ -142,7 +141,7 @@ def digest_tree(
     computed = _run(todo, algorithm, workers, nofollow, progress)
     if cache:
         cache.store(algorithm, computed.values())  # forked workers stored their own
-    entries = [FileEntry(k.name, k.digest, k.size) for k in known]
+    entries = known
     for i, task in enumerate(tasks):
         hit = cached.get(keys[i]) if cached else None
         digest = hit if hit is not None else computed[task.name][1]
