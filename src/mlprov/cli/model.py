@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from mlprov.cli._common import echo_json, force_option, json_option, progress_bar
-from mlprov.cli.sign import load_signers
+from mlprov.cli.sign import load_signers, signing_key_options
 from mlprov.cli.verify import identities_from, sigstore_options
 from mlprov.digest import DigestCache
 from mlprov.errors import InputError
@@ -44,15 +44,7 @@ def model() -> None:
 
 @model.command("sign", epilog=SIGN_EPILOG)
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
-@click.option("--key", "keys", multiple=True, metavar="URI", help="Private key path or signer URI.")
-@click.option(
-    "--public-key",
-    "public_keys",
-    multiple=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Public key of a remote (KMS/HSM) --key.",
-)
-@click.option("--password-env", metavar="VAR", help="Passphrase of an encrypted key is in $VAR.")
+@signing_key_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from securesystemslib.signer import Key, Signer
@@ -18,7 +20,7 @@ from mlprov.fsio import (
     write_bytes_atomic,
 )
 from mlprov.signing.bundle import bundle_bytes, key_bundle
-from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, DsseSignature, Envelope
+from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, Envelope
 from mlprov.signing.keys import load_public_key, load_signer
 from mlprov.signing.sigstore_sign import resolve_identity_token, sign_statement_sigstore
 from mlprov.statement import PAYLOAD_TYPE, Statement
@@ -48,6 +50,37 @@ def read_statement_input(path: Path) -> Envelope:
     return Envelope(payload=data, payload_type=PAYLOAD_TYPE)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def signing_key_options(func: F) -> F:
+    """--key URI (repeatable), --public-key for remote keys, --password-env: who signs."""
+    for option in reversed(
+        [
+            click.option(
+                "--key",
+                "keys",
+                multiple=True,
+                metavar="URI",
+                help="PEM private key path or securesystemslib signer URI (file2:, gcpkms:,"
+                " awskms:, azurekms:, hsm:, hv:). Repeatable: every key signs.",
+            ),
+            click.option(
+                "--public-key",
+                "public_keys",
+                multiple=True,
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="Public key of a remote (KMS/HSM/Vault) --key, in the same order.",
+            ),
+            click.option(
+                "--password-env", metavar="VAR", help="Passphrase of encrypted PEM keys is in $VAR."
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 def load_signers(
     uris: tuple[str, ...], public_keys: tuple[Path, ...], password_env: str | None
 ) -> list[Signer]:
@@ -65,22 +98,7 @@ def load_signers(
 
 @click.command(epilog=EPILOG)
 @click.argument("statement", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--key",
-    "keys",
-    multiple=True,
-    metavar="URI",
-    help="PEM private key path or securesystemslib signer URI (file2:, gcpkms:, awskms:,"
-    " azurekms:, hsm:, hv:). Repeatable: every key signs.",
-)
-@click.option(
-    "--public-key",
-    "public_keys",
-    multiple=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Public key of a remote (KMS/HSM/Vault) --key, in the same order.",
-)
-@click.option("--password-env", metavar="VAR", help="Passphrase of encrypted PEM keys is in $VAR.")
+@signing_key_options
 @click.option(
     "--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="Output file."
 )
@@ -137,12 +155,7 @@ def sign(
         check_writable(out, force=force)
     envelope = read_statement_input(statement)
     signers = load_signers(keys, public_keys, password_env)
-    data = envelope.pae()
-    for signer in signers:
-        signature = signer.sign(data)
-        envelope.signatures.append(
-            DsseSignature(bytes.fromhex(signature.signature), signature.keyid)
-        )
+    envelope.add_signatures(signers)
     if fmt == "bundle":
         write_bytes_atomic(
             out, bundle_bytes(key_bundle(envelope, signers[0].public_key)), force=force

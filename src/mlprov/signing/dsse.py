@@ -62,6 +62,15 @@ class Envelope:
         """The bytes each signature covers."""
         return pae(self.payload_type, self.payload)
 
+    def add_signatures(self, signers: Sequence[Signer]) -> None:
+        """Sign the envelope's PAE with every signer (co-signing keeps existing signatures)."""
+        data = self.pae()
+        for signer in signers:
+            signature = signer.sign(data)
+            self.signatures.append(
+                DsseSignature(bytes.fromhex(signature.signature), signature.keyid)
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """The DSSE JSON form."""
         return {
@@ -126,12 +135,7 @@ def sign_envelope(
     if not signers:
         raise InputError("at least one signing key is needed")
     envelope = Envelope(payload=payload, payload_type=payload_type)
-    data = envelope.pae()
-    for signer in signers:
-        signature = signer.sign(data)
-        envelope.signatures.append(
-            DsseSignature(bytes.fromhex(signature.signature), signature.keyid)
-        )
+    envelope.add_signatures(signers)
     return envelope
 
 
