@@ -55,7 +55,7 @@ def store_option(func: F) -> F:
 STORE_EPILOG = """\b
 Examples:
   mlprov store add out/*.intoto.json --key signer.pub.pem
-  mlprov store ls --step training
+  mlprov store ls --step train
   mlprov store show sha256:<attestation or artifact digest>
   mlprov store export --all --out everything.intoto.jsonl
   mlprov store ls --store postgresql://mlprov@db.internal/provenance
@@ -218,7 +218,7 @@ def _artifact_digest(value: str) -> str:
 LS_EPILOG = """\b
 Examples:
   mlprov store ls
-  mlprov store ls --step training --verified
+  mlprov store ls --step train --verified
   mlprov store ls --predicate-type test-result --since 2025-01-01
   mlprov store ls --signer keyid:0a1b2c... --json
   mlprov store ls --subject ./model
@@ -229,7 +229,7 @@ Examples:
 @click.option(
     "--predicate-type", help="Full predicate type URI, or slsa, test-result, link, vsa, oms."
 )
-@click.option("--step", help="Pipeline step (e.g. training, fine-tuning).")
+@click.option("--step", help="Pipeline step as recorded (e.g. dataset, train, eval).")
 @click.option("--build-type", help="SLSA buildType URI.")
 @click.option("--signer", help="A signer (keyid:…, or a Sigstore identity), verified or claimed.")
 @click.option("--verified/--unverified", default=None, help="Only verified / unverified ones.")
