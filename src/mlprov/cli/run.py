@@ -39,8 +39,13 @@ class GreedyOption(click.Option):
 
     def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
         super().add_to_parser(parser, ctx)
+        # click has no public hook for nargs="+": this reaches into its parser (click 8.x,
+        # pinned in pyproject). Should a future click lack these tables, the option stays
+        # an ordinary repeatable one (`--materials a --materials b`) instead of breaking.
+        long_opts = getattr(parser, "_long_opt", {})
+        short_opts = getattr(parser, "_short_opt", {})
         for name in self.opts:
-            option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            option = long_opts.get(name) or short_opts.get(name)
             if option is None:
                 continue
             original = option.process
