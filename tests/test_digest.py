@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import run_cli, shared_testdata
 from mlprov.digest import DigestCache, TreeManifest, digest_file, digest_tree, tree_digest
@@ -436,3 +438,33 @@ def test_progress_is_told_the_total_and_every_byte(tmp_path: Path) -> None:
     recorder = Recorder()
     model_manifest(tmp_path / "m", progress=recorder)
     assert recorder.total == recorder.done == 2 * CHUNK_SIZE + 10
+
+
+def test_manifest_with_non_hex_digests_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path / "m" / "a", b"1")
+    _write(tmp_path / "m" / "b", b"2")
+    raw = json.loads(digest_tree(tmp_path / "m").to_json())
+    for bad in (["abc", "d"], ["zz", "00"]):  # odd halves must not join into valid hex
+        raw["files"][0]["digest"], raw["files"][1]["digest"] = bad
+        with pytest.raises(InputError, match="not hex"):
+            TreeManifest.from_json(json.dumps(raw))
+
+
+@given(
+    st.lists(
+        st.lists(st.text(alphabet="ab-._ é~0", min_size=1, max_size=4), min_size=1, max_size=4)
+        .map("/".join)
+        .filter(
+            lambda n: n not in (".", "..") and "/./" not in f"/{n}/" and "/../" not in f"/{n}/"
+        ),
+        min_size=2,
+        max_size=20,
+    )
+)
+def test_path_order_key_is_pathlib_component_order(names: list[str]) -> None:
+    from pathlib import PurePosixPath
+
+    from mlprov.digest import path_order_key
+
+    by_parts = sorted(names, key=lambda n: PurePosixPath(n).parts)
+    assert sorted(names, key=path_order_key) == by_parts

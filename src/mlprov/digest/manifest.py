@@ -23,14 +23,18 @@ MANIFEST_MEDIA_TYPE: Literal["application/vnd.mlprov.manifest.v1+json"] = (
 )
 
 
-def path_order_key(name: str) -> tuple[str, ...]:
-    """Sort key ordering paths component by component (`a/b` < `a-b` < `a.b`), as pathlib does."""
+def path_order_key(name: str) -> str:
+    """Sort key ordering paths component by component (`a/b` < `a-b` < `a.b`), as pathlib does.
+
+    Each `/` becomes NUL, which sorts before every character a file name can hold, so
+    plain string order is component order (and far cheaper than comparing tuples).
+    """
     if "//" in name or name.startswith(("/", "./")) or "/./" in name or name.endswith("/"):
-        return PurePosixPath(name).parts  # not a clean relative path: let pathlib normalise
-    return tuple(name.split("/"))
+        name = "/".join(PurePosixPath(name).parts)  # not a clean relative path: normalise
+    return name.replace("/", "\0")
 
 
-def shard_order_key(name: str) -> tuple[tuple[str, ...], int, int]:
+def shard_order_key(name: str) -> tuple[str, int, int]:
     """Sort key for `path:start:end` shard names: by path components, then offsets."""
     path, start, end = split_shard_name(name)
     return path_order_key(path), start, end
@@ -143,17 +147,25 @@ class TreeManifest(BaseModel):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(root)"
             raise InputError(f"{source}: invalid manifest at {where}: {first['msg']}") from None
-        if manifest.digest != tree_digest(e.digest for e in manifest.files):
+        try:
+            recomputed = tree_digest(e.digest for e in manifest.files)
+        except ValueError:
+            raise InputError(f"{source}: an entry's digest is not hex") from None
+        if manifest.digest != recomputed:
             raise InputError(f"{source}: tree digest does not match its entries")
         return manifest
 
 
 def tree_digest(hex_digests: Iterable[str]) -> str:
-    """sha256 over the raw bytes of each hex digest, concatenated in the given order."""
-    hasher = hashlib.sha256()
-    for hex_digest in hex_digests:
-        hasher.update(bytes.fromhex(hex_digest))
-    return hasher.hexdigest()
+    """sha256 over the raw bytes of each hex digest, concatenated in the given order.
+
+    Raises ValueError for a digest that is not whole bytes of hex (checked per digest:
+    two odd-length ones must not pair up into valid-looking hex once joined).
+    """
+    digests = list(hex_digests)
+    if any(len(d) % 2 for d in digests):
+        raise ValueError("a digest has an odd number of hex digits")
+    return hashlib.sha256(bytes.fromhex("".join(digests))).hexdigest()
 
 
 class ManifestDiff(BaseModel):
