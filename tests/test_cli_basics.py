@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import pytest
 
@@ -57,3 +59,27 @@ def test_usage_errors_are_one_line(args: list[str]) -> None:
     result = run_cli(*args)
     assert result.code == 2
     assert result.err.count("\n") == 1 and result.err.startswith("mlprov: error: ")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["policy", "check", "{f}", "--attestations", "{d}"],
+        ["policy", "lint", "{f}"],
+        ["schema", "statement", "--validate", "{f}"],
+        ["digest", "--check", "{f}"],
+        ["store", "add", "{f}"],
+        ["verify", "{f}", "--identity", "a@b", "--issuer", "https://x"],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+@pytest.mark.parametrize("content", ["[" * 100_000, "\x00\x01garbage", "- a\n" * 3 + ": ["])
+def test_hostile_documents_are_one_line_exit_2(
+    tmp_path: Path, command: list[str], content: str
+) -> None:
+    hostile = tmp_path / "hostile.json"
+    hostile.write_text(content)
+    args = [a.format(f=hostile, d=tmp_path) for a in command]
+    result = run_cli(*args)
+    assert result.code == 2, result
+    assert "Traceback" not in result.err and result.err.count("\n") == 1

@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     except MlprovError as exc:
         click.echo(f"mlprov: error: {exc}", err=True)
         return exc.exit_code
+    except RecursionError:
+        # A backstop: parsers refuse absurdly nested input themselves, with the file named.
+        click.echo("mlprov: error: input nested too deeply to process", err=True)
+        return 2
     except KeyboardInterrupt:
         click.echo("mlprov: interrupted", err=True)
         return 130

@@ -69,7 +69,7 @@ def _parse_params(pairs: Sequence[str], files: Sequence[Path]) -> dict[str, str]
     for path in files:
         try:
             doc = yaml.safe_load(path.read_bytes())
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, yaml.YAMLError, RecursionError) as exc:
             raise InputError(f"{path}: cannot read parameters ({exc})") from None
         if not isinstance(doc, dict):
             raise InputError(f"{path}: parameters must be a mapping of name: value")

@@ -85,7 +85,7 @@ def _read_document(path: Path) -> Any:
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         try:
             data = yaml.safe_load(raw)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             raise InputError(f"{path}: not valid JSON or YAML ({exc})") from None
         if not isinstance(data, dict):
             raise InputError(f"{path}: not valid JSON ({exc})") from None

@@ -53,6 +53,8 @@ class LoadedLayout:
 def _parse_document(data: bytes, source: str) -> tuple[dict[str, Any], Envelope | None]:
     try:
         doc = yaml.safe_load(data)
+    except RecursionError:
+        raise InputError(f"{source}: nested too deeply") from None
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())
         raise InputError(f"{source}: not valid YAML or JSON ({first})") from None
