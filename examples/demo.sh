@@ -64,6 +64,10 @@ PY
 step "7. Model signature: an OpenSSF Model Signing bundle (model_signing verifies it too)"
 mlprov model sign "$OUT/lr-model" --key "$OUT/trainer.key" --out "$OUT/lr-model.sig"
 mlprov model verify "$OUT/lr-model" --signature "$OUT/lr-model.sig" --key "$OUT/trainer.pub"
+if command -v model_signing >/dev/null; then
+  echo "-- and OpenSSF's own model_signing CLI accepts the same signature:"
+  model_signing verify key "$OUT/lr-model" --signature "$OUT/lr-model.sig" --public_key "$OUT/trainer.pub"
+fi
 
 step "8. Release gate: the attestations against a layout, leaving a signed VSA"
 mlprov policy init --out "$OUT/layout.yaml" --key dataset="$OUT/data.pub" \
