@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from mlprov.cli._common import echo_json, force_option, json_option, progress_bar
-from mlprov.cli.sign import load_signers, signing_key_options
+from mlprov.cli.sign import keyless_signing_options, load_signers, signing_key_options
 from mlprov.cli.verify import identities_from, sigstore_options
 from mlprov.digest import DigestCache
 from mlprov.errors import InputError
@@ -61,9 +61,7 @@ def model() -> None:
     show_default=True,
 )
 @click.option("--shard-size", type=click.IntRange(min=1), help="Use the `shards` method.")
-@click.option("--sigstore", is_flag=True, help="Sign keylessly through Sigstore.")
-@click.option("--identity-token", metavar="TOKEN", help="OIDC token for --sigstore (or @FILE).")
-@click.option("--staging", is_flag=True, help="Use Sigstore's staging instance.")
+@keyless_signing_options
 @force_option
 @json_option
 def sign_cmd(

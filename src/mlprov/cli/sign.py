@@ -81,6 +81,26 @@ def signing_key_options(func: F) -> F:
     return func
 
 
+def keyless_signing_options(func: F) -> F:
+    """--sigstore, --identity-token, --staging: sign keylessly instead of with --key."""
+    for option in reversed(
+        [
+            click.option(
+                "--sigstore", is_flag=True, help="Sign keylessly through Sigstore (Fulcio + Rekor)."
+            ),
+            click.option(
+                "--identity-token",
+                metavar="TOKEN",
+                help="OIDC token for --sigstore (or @FILE; default: $SIGSTORE_ID_TOKEN, CI,"
+                " browser).",
+            ),
+            click.option("--staging", is_flag=True, help="Use Sigstore's staging instance."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 def load_signers(
     uris: tuple[str, ...], public_keys: tuple[Path, ...], password_env: str | None
 ) -> list[Signer]:
@@ -110,13 +130,7 @@ def load_signers(
     show_default=True,
     help="DSSE JSON, a line appended to a .intoto.jsonl file, or a Sigstore bundle v0.3.",
 )
-@click.option("--sigstore", is_flag=True, help="Sign keylessly through Sigstore (Fulcio + Rekor).")
-@click.option(
-    "--identity-token",
-    metavar="TOKEN",
-    help="OIDC token for --sigstore (or @FILE; default: $SIGSTORE_ID_TOKEN, CI, browser).",
-)
-@click.option("--staging", is_flag=True, help="Use Sigstore's staging instance.")
+@keyless_signing_options
 @force_option
 @json_option
 def sign(

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from mlprov.cli._common import echo_json, force_option, json_option
-from mlprov.cli.verify import identities_from, sigstore_options
+from mlprov.cli.verify import identities_from, sigstore_options, trusted_key_options
 from mlprov.errors import InputError, VerificationError
 from mlprov.fsio import atomic_writer
 from mlprov.predicates import LINK_V03, OMS_V1, SLSA_PROVENANCE_V1, TEST_RESULT_V01, VSA_V1
@@ -105,20 +105,7 @@ Examples:
 
 @store.command(epilog=ADD_EPILOG)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--key",
-    "keys",
-    multiple=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Trusted public key (PEM); repeatable. Attestations it did not sign are refused.",
-)
-@click.option(
-    "--threshold",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Distinct --key signatures needed.",
-)
+@trusted_key_options
 @sigstore_options
 @store_option
 @json_option
@@ -126,7 +113,7 @@ Examples:
 def add(
     ctx: click.Context,
     files: tuple[Path, ...],
-    keys: tuple[Path, ...],
+    key_paths: tuple[Path, ...],
     threshold: int,
     identity: tuple[str, ...],
     identity_regexp: tuple[str, ...],
@@ -144,7 +131,7 @@ def add(
     marked unverified, with the signers they claim.
     """
     identities = identities_from(identity, identity_regexp, issuer)
-    verifier = _verifier(keys, threshold, identities, trusted_root, staging)
+    verifier = _verifier(key_paths, threshold, identities, trusted_root, staging)
     attestations: list[SignedAttestation] = []
     for path in files:
         attestations.extend(read_attestations(path))

@@ -64,22 +64,33 @@ def sigstore_options(func: F) -> F:
     return func
 
 
+def trusted_key_options(func: F) -> F:
+    """--key (trusted public keys, repeatable) and --threshold (distinct keys needed)."""
+    for option in reversed(
+        [
+            click.option(
+                "--key",
+                "key_paths",
+                multiple=True,
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="Trusted public key (PEM, certificate or securesystemslib JSON). Repeatable.",
+            ),
+            click.option(
+                "--threshold",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Distinct trusted keys that must have signed.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @click.command(epilog=EPILOG)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--key",
-    "key_paths",
-    multiple=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Trusted public key (PEM, certificate or securesystemslib JSON). Repeatable.",
-)
-@click.option(
-    "--threshold",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Distinct trusted keys that must have signed.",
-)
+@trusted_key_options
 @sigstore_options
 @click.option(
     "--subject-path",
