@@ -228,6 +228,97 @@ def test_broken_cache_only_disables_itself(tmp_path: Path) -> None:
     )
 
 
+def _record(cache: DigestCache, directory: Path, algorithm: str = "sha256") -> dict[str, Any]:
+    st = directory.stat()
+    return dict(cache.load(algorithm, [(st.st_dev, st.st_ino)]).get((st.st_dev, st.st_ino), {}))
+
+
+def test_cache_records_prune_files_gone_from_the_directory(tmp_path: Path) -> None:
+    _write(tmp_path / "m" / "keep", b"k")
+    gone = _write(tmp_path / "m" / "gone", b"g")
+    cache = DigestCache(tmp_path / "c", racy_seconds=0)
+    digest_tree(tmp_path / "m", cache=cache)
+    assert set(_record(cache, tmp_path / "m")) == {"keep", "gone"}
+    gone.unlink()
+    _write(tmp_path / "m" / "new", b"n")
+    digest_tree(tmp_path / "m", cache=cache)
+    assert set(_record(cache, tmp_path / "m")) == {"keep", "new"}
+
+
+def test_cache_record_that_does_not_decode_is_a_miss(tmp_path: Path) -> None:
+    import sqlite3
+
+    _write(tmp_path / "m" / "a", b"a" * 10)
+    _write(tmp_path / "m" / "b", b"b" * 10)
+    cache = DigestCache(tmp_path / "c", racy_seconds=0)
+    first = digest_tree(tmp_path / "m", cache=cache)
+    cache.close()
+    db = sqlite3.connect(tmp_path / "c" / "digests.v2.sqlite3")
+    with db:
+        (names, packed) = db.execute("SELECT names, entries FROM dirs").fetchone()
+        for bad_names, bad_packed in [
+            (names, packed[:-1]),  # truncated
+            (names + b"\0extra", packed),  # one name too many
+            (names, packed + packed[: len(packed) // 2]),  # one entry too many
+            (b"\xff\xfe", b"not an entry"),
+        ]:
+            db.execute("UPDATE dirs SET names = ?, entries = ?", (bad_names, bad_packed))
+            db.commit()
+            hashed: list[int] = []
+            again = digest_tree(
+                tmp_path / "m", cache=DigestCache(tmp_path / "c"), on_total=hashed.append
+            )
+            assert again == first and hashed == [20]
+    db.close()
+
+
+def test_cache_a_forged_record_cannot_vouch_for_other_content(tmp_path: Path) -> None:
+    """A record names a file and its stamp; another file (even of the same size, in the
+    same place after a rename) does not match it."""
+    a = _write(tmp_path / "m" / "a", b"1" * 8)
+    cache = DigestCache(tmp_path / "c", racy_seconds=0)
+    digest_tree(tmp_path / "m", cache=cache)
+    a.rename(tmp_path / "m" / "old")
+    _write(tmp_path / "m" / "a", b"2" * 8)
+    os.utime(
+        tmp_path / "m" / "a", ns=(a.stat().st_atime_ns, (tmp_path / "m" / "old").stat().st_mtime_ns)
+    )
+    again = digest_tree(tmp_path / "m", cache=cache)
+    assert again.as_dict()["a"] == hashlib.sha256(b"2" * 8).hexdigest()
+
+
+def test_cache_handles_names_that_are_not_utf8_and_shards(tmp_path: Path) -> None:
+    odd = os.fsdecode(b"caf\xe9 \xff.bin")
+    _write(tmp_path / "m" / odd, b"x" * 100)
+    _write(tmp_path / "m" / "big.bin", os.urandom(3000))
+    cache = DigestCache(tmp_path / "c", racy_seconds=0)
+    totals: list[int] = []
+    for shard_size in (None, 1024, None, 1024):  # whole files and shards share the record
+        manifest = digest_tree(
+            tmp_path / "m", cache=cache, shard_size=shard_size, on_total=totals.append
+        )
+        assert manifest == digest_tree(tmp_path / "m", shard_size=shard_size)
+    assert totals == [3100, 3100, 0, 0]
+    assert {odd, "big.bin", "big.bin/0:1024", "big.bin/2048:3000"} <= set(
+        _record(cache, tmp_path / "m")
+    )
+
+
+def test_a_file_swapped_after_the_walk_is_caught(tmp_path: Path) -> None:
+    from mlprov.digest.hashing import hash_small_file
+
+    path = _write(tmp_path / "f", b"before")
+    seen = os.lstat(path)
+    path.unlink()
+    _write(tmp_path / "f", b"after!")  # same size, another inode
+    with pytest.raises(FileChangedError):
+        hash_small_file(str(path), "sha256", expected=seen)
+    path.unlink()
+    os.mkfifo(path)  # a FIFO must not hang the open, and is refused
+    with pytest.raises(FileChangedError):
+        hash_small_file(str(path), "sha256", expected=seen)
+
+
 def test_manifest_round_trip_and_tamper(tmp_path: Path) -> None:
     _write(tmp_path / "m" / "f", b"x")
     manifest = digest_tree(tmp_path / "m")
@@ -402,6 +493,7 @@ def test_forked_walk_matches_serial_with_large_files_and_ignores(
     for i in range(60):
         _write(tmp_path / "m" / f"d{i % 5}" / f"e{i % 3}" / f"f{i}.bin", os.urandom(i))
     _write(tmp_path / "m" / "d1" / "big.bin", os.urandom(9 << 20))
+    _write(tmp_path / "m" / "d1" / "small.bin", b"beside a large file")
     _write(tmp_path / "m" / "d2" / "skip.log", b"ignored")
     _write(tmp_path / "m" / "top.txt", b"top")
     serial = digest_tree(tmp_path / "m", workers=1, ignore=["*.log"])

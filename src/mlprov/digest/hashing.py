@@ -34,7 +34,8 @@ class HashedFile(NamedTuple):
     st: os.stat_result
 
 
-_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+# O_NONBLOCK: a FIFO swapped in for a file must not hang the open (it is refused after).
+_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 _FLAGS_NOFOLLOW = _FLAGS | getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -50,10 +51,11 @@ def _open(path: str, *, nofollow: bool) -> int:
 
 
 def _unchanged(path: str, before: os.stat_result, after: os.stat_result) -> None:
-    if (before.st_size, before.st_mtime_ns, before.st_ino) != (
+    if (before.st_size, before.st_mtime_ns, before.st_ino, before.st_dev) != (
         after.st_size,
         after.st_mtime_ns,
         after.st_ino,
+        after.st_dev,
     ):
         raise FileChangedError(f"{path}: file changed while it was being hashed")
 
@@ -111,20 +113,23 @@ def hash_file(
 _SMALL_HASHERS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
 
-def hash_small_file(path: str, algorithm: str, *, nofollow: bool = True) -> HashedFile:
+def hash_small_file(
+    path: str, algorithm: str, *, nofollow: bool = True, expected: os.stat_result | None = None
+) -> HashedFile:
     """hash_file for a file expected to be small: the same checks, fewer steps.
 
-    Falls back to hash_file when the file turns out large or the algorithm is not
-    hashlib's, so it is always as safe as hash_file.
+    With `expected` (the stat a walk just took), the file must still match it after
+    reading, which spares the stat before. Falls back to hash_file when the file turns
+    out large or the algorithm is not hashlib's, so it is always as safe as hash_file.
     """
     constructor = _SMALL_HASHERS.get(algorithm)
-    if constructor is None:
-        return hash_file(path, algorithm, nofollow=nofollow)
+    if constructor is None or (expected is not None and expected.st_size > SMALL_FILE):
+        return _checked(hash_file(path, algorithm, nofollow=nofollow), path, expected)
     fd = _open(path, nofollow=nofollow)
     try:
-        before = os.fstat(fd)
+        before = os.fstat(fd) if expected is None else expected
         size = before.st_size
-        if size > SMALL_FILE or not stat.S_ISREG(before.st_mode):
+        if expected is None and (size > SMALL_FILE or not stat.S_ISREG(before.st_mode)):
             os.close(fd)
             fd = -1
             return hash_file(path, algorithm, nofollow=nofollow)
@@ -138,10 +143,17 @@ def hash_small_file(path: str, algorithm: str, *, nofollow: bool = True) -> Hash
     finally:
         if fd >= 0:
             os.close(fd)
-    if len(data) != size:
+    if len(data) != size or not stat.S_ISREG(after.st_mode):
         raise FileChangedError(f"{path}: file changed while it was being hashed")
     _unchanged(path, before, after)
     return HashedFile(constructor(data).hexdigest(), size, before)
+
+
+def _checked(hashed: HashedFile, path: str, expected: os.stat_result | None) -> HashedFile:
+    """`hashed`, if it was computed under the stat a walk expected (when there is one)."""
+    if expected is not None:
+        _unchanged(path, expected, hashed.st)
+    return hashed
 
 
 def hash_shard(

@@ -87,10 +87,19 @@ class TreeManifest(BaseModel):
         method: Literal["files", "shards"] = "files",
         shard_size: int | None = None,
         ignore: Iterable[str] = (),
+        clean: bool = False,
     ) -> TreeManifest:
-        """Order the entries as OMS does and compute the tree digest over them."""
-        key = shard_order_key if method == "shards" else path_order_key
-        ordered = sorted(entries, key=lambda e: key(e.path))
+        """Order the entries as OMS does and compute the tree digest over them.
+
+        `clean` vouches that every path is already a normal relative POSIX path (as the
+        walk makes them), which spares normalising each one before sorting.
+        """
+        if method == "shards":
+            ordered = sorted(entries, key=lambda e: shard_order_key(e.path))
+        elif clean:
+            ordered = sorted(entries, key=lambda e: e.path.replace("/", "\0"))
+        else:
+            ordered = sorted(entries, key=lambda e: path_order_key(e.path))
         # Entries come from the engine itself: construct without re-validating each one.
         return cls.model_construct(
             mediaType=MANIFEST_MEDIA_TYPE,

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlprov.digest.cache import CacheKey, DigestCache
+from mlprov.digest.cache import DigestCache, stamp
 from mlprov.digest.hashing import LARGE_FILE, hash_small_file
 from mlprov.digest.manifest import FileEntry
 from mlprov.digest.walk import FileInfo, Subtree, WalkContext, walk_subtree
@@ -28,6 +28,7 @@ MIN_FILES = 4000
 #: Files per task sent to a worker process.
 BATCH_FILES = 1000
 
+#: What a worker returns per file: its digest and the stat fields it was hashed under.
 _Row = tuple[str, int, int, int, int, int]
 
 
@@ -74,13 +75,13 @@ class ForkedHashing:
             for batch in self._batches
         ]
 
-    def results(self) -> Iterator[tuple[str, CacheKey, str, int]]:
-        """(name, cache key, digest, size) of every file, as batches finish."""
+    def results(self) -> Iterator[tuple[str, _Row]]:
+        """(name, (digest, st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)) of every
+        file, as batches finish."""
         try:
             for batch, future in zip(self._batches, self._futures, strict=True):
-                for item, (digest, *stat) in zip(batch, future.result(), strict=True):
-                    key = CacheKey(*stat)
-                    yield item.name, key, digest, key.size
+                for item, row in zip(batch, future.result(), strict=True):
+                    yield item.name, row
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -117,6 +118,20 @@ def split_tree(
     return files, frontier, estimate
 
 
+_worker_caches: dict[tuple[int, str, float], DigestCache] = {}
+
+
+def _worker_cache(cache_dir: str, racy_seconds: float) -> DigestCache:
+    """The cache as a worker opens it once for all its tasks (closed when the worker exits).
+
+    Never the parent's connection: an SQLite connection must not cross a fork.
+    """
+    key = (os.getpid(), cache_dir, racy_seconds)  # a forked child never takes its parent's
+    if key not in _worker_caches:
+        _worker_caches[key] = DigestCache(Path(cache_dir), racy_seconds=racy_seconds)
+    return _worker_caches[key]
+
+
 def _walk_and_hash(
     trees: list[Subtree],
     ctx: WalkContext,
@@ -130,21 +145,21 @@ def _walk_and_hash(
     (name, size, digest) tuples for the rest."""
     files = [f for tree in trees for f in walk_subtree(tree, ctx)]
     small = [f for f in files if f.st.st_size < LARGE_FILE]
-    keys = [CacheKey.of(f.st) for f in small]
-    cache = DigestCache(Path(cache_dir), racy_seconds=racy_seconds) if cache_dir else None
-    hits = cache.lookup(algorithm, keys) if cache is not None else {}
+    cache = _worker_cache(cache_dir, racy_seconds) if cache_dir else None
+    session = cache.session(algorithm) if cache is not None else None
+    if session is not None:
+        session.prefetch({f.parent for f in small})
     known = []
-    fresh: list[tuple[CacheKey, str]] = []
-    for info, key in zip(small, keys, strict=True):
-        digest = hits.get(key)
+    for info in small:
+        digest = session.get(info.parent, info.leaf, info.st) if session is not None else None
         if digest is None:
-            hashed = hash_small_file(info.path, algorithm, nofollow=nofollow)
+            hashed = hash_small_file(info.path, algorithm, nofollow=nofollow, expected=info.st)
             digest = hashed.digest
-            fresh.append((CacheKey.of(hashed.st), digest))
-        known.append((info.name, key.size, digest))
-    if cache is not None:
-        cache.store(algorithm, fresh)  # here, in parallel, not in the waiting parent
-        cache.close()
+            if session is not None:
+                session.put(info.parent, info.directory, info.leaf, stamp(hashed.st), digest)
+        known.append((info.name, info.st.st_size, digest))
+    if session is not None:
+        session.flush()  # here, in parallel, not in the waiting parent
     return [f for f in files if f.st.st_size >= LARGE_FILE], known
 
 

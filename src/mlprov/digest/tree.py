@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from mlprov.digest.algorithms import DEFAULT_ALGORITHM, check_algorithm
-from mlprov.digest.cache import CacheKey, DigestCache
+from mlprov.digest.cache import DigestCache, Stamp, stamp
 from mlprov.digest.hashing import (
     LARGE_FILE,
     ProgressCallback,
@@ -133,17 +133,25 @@ def digest_tree(
         else:
             files.extend(f for tree in frontier for f in walk_subtree(tree, ctx))
     tasks = _tasks(files, shard_size)
-    keys = [CacheKey.of(t.info.st, t.start, t.end) for t in tasks] if cache else []
-    cached = cache.lookup(algorithm, keys) if cache else {}
-    todo = [t for t, k in zip(tasks, keys, strict=True) if k not in cached] if cached else tasks
+    session = cache.session(algorithm) if cache is not None and cache.enabled else None
+    hits: list[str | None] = [None] * len(tasks)
+    if session is not None:
+        session.prefetch({t.info.parent for t in tasks})
+        hits = [session.get(t.info.parent, t.info.leaf, t.info.st, t.start, t.end) for t in tasks]
+    todo = [t for t, hit in zip(tasks, hits, strict=True) if hit is None]
     if on_total:
         on_total(sum(t.size for t in todo))
     computed = _run(todo, algorithm, workers, nofollow, progress)
-    if cache:
-        cache.store(algorithm, computed.values())  # forked workers stored their own
+    if session is not None:  # forked walkers stored their own
+        for task in todo:
+            hashed_under, digest = computed[task.name]
+            info = task.info
+            session.put(
+                info.parent, info.directory, info.leaf, hashed_under, digest, task.start, task.end
+            )
+        session.flush()
     entries = known
-    for i, task in enumerate(tasks):
-        hit = cached.get(keys[i]) if cached else None
+    for task, hit in zip(tasks, hits, strict=True):
         digest = hit if hit is not None else computed[task.name][1]
         entries.append(FileEntry(task.name, digest, task.size))
     name = (root.resolve() if root.name in ("", ".", "..") else root).name
@@ -154,6 +162,7 @@ def digest_tree(
         method="shards" if shard_size else "files",
         shard_size=shard_size,
         ignore=patterns if is_dir else [],
+        clean=True,
     )
 
 
@@ -171,8 +180,8 @@ def _run(
     workers: int,
     nofollow: bool,
     progress: ProgressCallback | None,
-) -> dict[str, tuple[CacheKey, str]]:
-    """Hash `tasks`; returns name -> (cache key, digest).
+) -> dict[str, tuple[Stamp, str]]:
+    """Hash `tasks`; returns name -> (the stamp each was hashed under, digest).
 
     Large tasks (largest first) go to a pool of `workers` threads, where hashlib runs
     without the GIL; small files are hashed meanwhile in this thread, in one tight loop:
@@ -183,17 +192,19 @@ def _run(
     # blake3 can spread one input over threads; give them when files are fewer than cores.
     threads = max(1, workers // max(1, len(large))) if algorithm == "blake3" else 1
 
-    def run_one(task: _Task) -> tuple[str, CacheKey, str]:
+    def run_one(task: _Task) -> tuple[str, Stamp, str]:
         if task.end < 0 and task.size < LARGE_FILE:
-            small_file = hash_small_file(task.info.path, algorithm, nofollow=nofollow)
+            small_file = hash_small_file(
+                task.info.path, algorithm, nofollow=nofollow, expected=task.info.st
+            )
             if progress:
                 progress(small_file.size)
-            return task.name, CacheKey.of(small_file.st), small_file.digest
+            return task.name, stamp(small_file.st), small_file.digest
         if task.end < 0:
             hashed = hash_file(
                 task.info.path, algorithm, nofollow=nofollow, progress=progress, threads=threads
             )
-            return task.name, CacheKey.of(hashed.st), hashed.digest
+            return task.name, stamp(hashed.st), hashed.digest
         hashed = hash_shard(
             task.info.path,
             algorithm,
@@ -203,9 +214,9 @@ def _run(
             nofollow=nofollow,
             progress=progress,
         )
-        return task.name, CacheKey.of(hashed.st, task.start, task.end), hashed.digest
+        return task.name, stamp(hashed.st), hashed.digest
 
-    results: dict[str, tuple[CacheKey, str]] = {}
+    results: dict[str, tuple[Stamp, str]] = {}
     whole_small = [t for t in small if t.end < 0]
     forked = None
     if fork_is_safe(workers, len(whole_small)):
@@ -224,8 +235,9 @@ def _run(
             name, key, digest = run_one(task)
             results[name] = (key, digest)
         if forked is not None:
-            for name, key, digest, size in forked.results():
-                results[name] = (key, digest)
+            for name, (digest, *fields) in forked.results():
+                dev, ino, size, mtime_ns, ctime_ns = fields
+                results[name] = ((dev, ino, size, mtime_ns, ctime_ns), digest)
                 if progress and size:
                     progress(size)
         for future in futures:

@@ -20,7 +20,8 @@ DEFAULT_IGNORES: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitig
 
 
 class FileInfo(NamedTuple):
-    """A regular file found in a tree: where it is, its name in the tree, and its stat.
+    """A regular file found in a tree: where it is, its name in the tree, its stat, and
+    the (st_dev, st_ino) of the directory holding it (which names its cache record).
 
     A NamedTuple: a million of them are built for a million files.
     """
@@ -28,6 +29,17 @@ class FileInfo(NamedTuple):
     path: str
     name: str
     st: os.stat_result
+    parent: tuple[int, int]
+
+    @property
+    def leaf(self) -> str:
+        """The file's own name in its directory."""
+        return self.path.rpartition(os.sep)[2]
+
+    @property
+    def directory(self) -> str:
+        """The path of the directory holding the file."""
+        return os.path.dirname(self.path) or os.curdir
 
 
 class IgnoreRules:
@@ -49,6 +61,8 @@ class IgnoreRules:
     def match(self, rel: str) -> bool:
         if rel in self.root_names:
             return True
+        if not self.globs:
+            return False
         name = rel.rsplit("/", 1)[-1]
         for pattern in self.globs:
             if "/" in pattern:
@@ -112,7 +126,12 @@ def list_files(
         root, ignore=ignore, follow_symlinks=follow_symlinks, symlink_boundary=symlink_boundary
     )
     if stat.S_ISREG(st.st_mode):
-        return False, [FileInfo(str(root), ".", st)]
+        try:
+            parent = os.stat(os.path.dirname(root) or os.curdir)
+            where = (parent.st_dev, parent.st_ino)
+        except OSError:
+            where = (-1, -1)  # a directory we cannot stat holds no cache record
+        return False, [FileInfo(str(root), ".", st, where)]
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"{root} is {_kind(st.st_mode)}, not a file or directory")
     return True, walk_subtree(root_subtree(root, st), ctx)
@@ -120,14 +139,17 @@ def list_files(
 
 def root_subtree(root: Path, st: os.stat_result) -> Subtree:
     """The whole tree as a Subtree: names start at the root, which is its only ancestor."""
-    return Subtree(str(root), "", frozenset({(st.st_dev, st.st_ino)}))
+    key = (st.st_dev, st.st_ino)
+    return Subtree(str(root), "", key, frozenset({key}))
 
 
 class Subtree(NamedTuple):
-    """A directory left for later (another process): where, its name prefix, its ancestors."""
+    """A directory left for later (another process): where, its name prefix, its
+    (st_dev, st_ino), and those of its ancestors (itself included)."""
 
     path: str
     prefix: str
+    key: tuple[int, int]
     ancestors: frozenset[tuple[int, int]]
 
 
@@ -159,7 +181,15 @@ def walk_subtree(
     """The files under one directory; with `defer`, its subdirectories are left there instead."""
     out: list[FileInfo] = []
     _walk(
-        tree.path, tree.prefix, ctx.rules, ctx.follow, ctx.boundary, set(tree.ancestors), out, defer
+        tree.path,
+        tree.prefix,
+        tree.key,
+        ctx.rules,
+        ctx.follow,
+        ctx.boundary,
+        set(tree.ancestors),
+        out,
+        defer,
     )
     return out
 
@@ -167,6 +197,7 @@ def walk_subtree(
 def _walk(
     directory: str,
     prefix: str,
+    here: tuple[int, int],
     rules: IgnoreRules,
     follow: bool,
     boundary: str,
@@ -180,28 +211,35 @@ def _walk(
         raise InputError(f"{directory}: permission denied") from None
     except OSError as exc:
         raise InputError(f"{directory}: cannot list ({exc.strerror})") from None
-    for entry in entries:
+    ignored = rules.match if rules else None
+    append = out.append
+    for entry in entries:  # this loop runs once per file of the tree: kept lean
         rel = prefix + entry.name
-        if rules and rules.match(rel):
+        if ignored is not None and ignored(rel):
             continue
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
             raise InputError(f"{entry.path}: cannot stat ({exc.strerror})") from None
-        if stat.S_ISLNK(st.st_mode):
+        kind = stat.S_IFMT(st.st_mode)
+        if kind == stat.S_IFREG:
+            append(FileInfo(entry.path, rel, st, here))
+            continue
+        if kind == stat.S_IFLNK:
             st = _follow(entry.path, follow, boundary)
-        if stat.S_ISDIR(st.st_mode):
+            kind = stat.S_IFMT(st.st_mode)
+        if kind == stat.S_IFDIR:
             key = (st.st_dev, st.st_ino)
             if key in visited:
                 raise InputError(f"{entry.path}: directory cycle through a symlink")
             if defer is not None:
-                defer.append(Subtree(entry.path, rel + "/", frozenset(visited | {key})))
+                defer.append(Subtree(entry.path, rel + "/", key, frozenset(visited | {key})))
                 continue
             visited.add(key)
-            _walk(entry.path, rel + "/", rules, follow, boundary, visited, out)
+            _walk(entry.path, rel + "/", key, rules, follow, boundary, visited, out)
             visited.discard(key)
-        elif stat.S_ISREG(st.st_mode):
-            out.append(FileInfo(entry.path, rel, st))
+        elif kind == stat.S_IFREG:
+            append(FileInfo(entry.path, rel, st, here))
         else:
             raise InputError(f"{entry.path} is {_kind(st.st_mode)}; refusing to hash it")
 
