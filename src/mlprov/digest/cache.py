@@ -218,14 +218,15 @@ class CacheSession:
     def put(
         self,
         parent: DirKey,
-        directory: str,
+        path: str,
         name: str,
         hashed_under: Stamp,
         digest: str,
         start: int = 0,
         end: int = -1,
     ) -> None:
-        """Remember a digest computed under that stamp; racily-clean files are forgotten instead."""
+        """Remember the digest of the file at `path`, named `name` in `parent`, computed
+        under that stamp; racily-clean files are forgotten instead."""
         if not self._horizon:
             self._horizon = time.time_ns() - int(self._cache.racy_seconds * 1e9)
         record = self._records.get(parent)
@@ -237,7 +238,8 @@ class CacheSession:
             record[key] = (*hashed_under, start, end, bytes.fromhex(digest))
         elif record.pop(key, None) is None:
             return  # racy, and nothing stale to drop: the record is unchanged
-        self._dirty[parent] = directory
+        if parent not in self._dirty:
+            self._dirty[parent] = os.path.dirname(path) or os.curdir
 
     def flush(self) -> None:
         """Write back every record that changed, pruned of files no longer there."""

@@ -127,12 +127,15 @@ def hash_small_file(
         return _checked(hash_file(path, algorithm, nofollow=nofollow), path, expected)
     fd = _open(path, nofollow=nofollow)
     try:
-        before = os.fstat(fd) if expected is None else expected
+        if expected is None:
+            before = os.fstat(fd)
+            if before.st_size > SMALL_FILE or not stat.S_ISREG(before.st_mode):
+                os.close(fd)
+                fd = -1
+                return hash_file(path, algorithm, nofollow=nofollow)
+        else:
+            before = expected
         size = before.st_size
-        if expected is None and (size > SMALL_FILE or not stat.S_ISREG(before.st_mode)):
-            os.close(fd)
-            fd = -1
-            return hash_file(path, algorithm, nofollow=nofollow)
         data = os.read(fd, size) if size else b""
         while len(data) < size:  # a short read: keep going
             more = os.read(fd, size - len(data))

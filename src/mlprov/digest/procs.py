@@ -150,14 +150,18 @@ def _walk_and_hash(
     if session is not None:
         session.prefetch({f.parent for f in small})
     known = []
-    for info in small:
-        digest = session.get(info.parent, info.leaf, info.st) if session is not None else None
-        if digest is None:
-            hashed = hash_small_file(info.path, algorithm, nofollow=nofollow, expected=info.st)
-            digest = hashed.digest
-            if session is not None:
-                session.put(info.parent, info.directory, info.leaf, stamp(hashed.st), digest)
-        known.append((info.name, info.st.st_size, digest))
+    for path, name, st, parent in small:
+        if session is None:
+            digest = hash_small_file(path, algorithm, nofollow=nofollow, expected=st).digest
+        else:
+            leaf = path.rpartition(os.sep)[2]
+            hit = session.get(parent, leaf, st)
+            if hit is None:
+                hashed = hash_small_file(path, algorithm, nofollow=nofollow, expected=st)
+                hit = hashed.digest
+                session.put(parent, path, leaf, stamp(hashed.st), hit)
+            digest = hit
+        known.append((name, st.st_size, digest))
     if session is not None:
         session.flush()  # here, in parallel, not in the waiting parent
     return [f for f in files if f.st.st_size >= LARGE_FILE], known

@@ -147,7 +147,7 @@ def digest_tree(
             hashed_under, digest = computed[task.name]
             info = task.info
             session.put(
-                info.parent, info.directory, info.leaf, hashed_under, digest, task.start, task.end
+                info.parent, info.path, info.leaf, hashed_under, digest, task.start, task.end
             )
         session.flush()
     entries = known

@@ -36,11 +36,6 @@ class FileInfo(NamedTuple):
         """The file's own name in its directory."""
         return self.path.rpartition(os.sep)[2]
 
-    @property
-    def directory(self) -> str:
-        """The path of the directory holding the file."""
-        return os.path.dirname(self.path) or os.curdir
-
 
 class IgnoreRules:
     """Glob patterns over tree-relative POSIX paths.
