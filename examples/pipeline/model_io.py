@@ -10,7 +10,7 @@ import numpy as np
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
 
 def save_model(directory: Path, weights: np.ndarray, bias: float, config: dict[str, Any]) -> None:

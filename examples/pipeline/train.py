@@ -22,7 +22,7 @@ from model_io import load_split, save_model, scores, sigmoid
 
 def train(x: np.ndarray, y: np.ndarray, config: dict[str, Any]) -> tuple[np.ndarray, float]:
     rng = np.random.default_rng(config["seed"])
-    weights = rng.normal(scale=0.01, size=x.shape[1])
+    weights = np.asarray(rng.normal(scale=0.01, size=x.shape[1]))
     bias = 0.0
     for _ in range(config["epochs"]):
         p = sigmoid(x @ weights + bias)
