@@ -14,12 +14,14 @@ from hypothesis import strategies as st
 
 from conftest import run_cli, shared_testdata
 from mlprov.digest import DigestCache, TreeManifest, digest_file, digest_tree, tree_digest
-from mlprov.digest.hashing import CHUNK_SIZE, SMALL_FILE, shard_bounds
+from mlprov.digest.hashing import CHUNK_SIZE, LARGE_FILE, SMALL_FILE, shard_bounds
 from mlprov.errors import FileChangedError, InputError
 from mlprov.signing.files import read_attestations
 
-SIZES = [0, 1, SMALL_FILE - 1, SMALL_FILE, SMALL_FILE + 1, CHUNK_SIZE - 1, CHUNK_SIZE + 1,
-         2 * CHUNK_SIZE + 7]  # fmt: skip
+# Around every size the engine treats differently: one read, chunked reads, the thread pool.
+SIZES = sorted({0, 1, SMALL_FILE - 1, SMALL_FILE, SMALL_FILE + 1, CHUNK_SIZE - 1, CHUNK_SIZE + 1,
+                2 * CHUNK_SIZE + 7, LARGE_FILE - 1, LARGE_FILE,
+                LARGE_FILE + CHUNK_SIZE + 1})  # fmt: skip
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -169,7 +171,9 @@ def test_unreadable_file_is_named(tmp_path: Path) -> None:
 
 
 def test_file_growing_while_hashed_is_caught(tmp_path: Path) -> None:
-    path = _write(tmp_path / "m" / "growing.bin", os.urandom(3 * CHUNK_SIZE))
+    path = _write(
+        tmp_path / "m" / "growing.bin", os.urandom(LARGE_FILE + 2 * CHUNK_SIZE)
+    )  # hashed in chunks
 
     def grow(_: int) -> None:
         with path.open("ab") as handle:
@@ -180,7 +184,9 @@ def test_file_growing_while_hashed_is_caught(tmp_path: Path) -> None:
 
 
 def test_file_rewritten_same_size_while_hashed_is_caught(tmp_path: Path) -> None:
-    path = _write(tmp_path / "m" / "f.bin", os.urandom(3 * CHUNK_SIZE))
+    path = _write(
+        tmp_path / "m" / "f.bin", os.urandom(LARGE_FILE + 2 * CHUNK_SIZE)
+    )  # hashed in chunks
 
     def rewrite(_: int) -> None:
         st = path.stat()
