@@ -171,9 +171,8 @@ def test_unreadable_file_is_named(tmp_path: Path) -> None:
 
 
 def test_file_growing_while_hashed_is_caught(tmp_path: Path) -> None:
-    path = _write(
-        tmp_path / "m" / "growing.bin", os.urandom(LARGE_FILE + 2 * CHUNK_SIZE)
-    )  # hashed in chunks
+    # Large enough for the chunked loop, whose progress calls are the hook.
+    path = _write(tmp_path / "m" / "growing.bin", os.urandom(LARGE_FILE + 2 * CHUNK_SIZE))
 
     def grow(_: int) -> None:
         with path.open("ab") as handle:
@@ -184,9 +183,8 @@ def test_file_growing_while_hashed_is_caught(tmp_path: Path) -> None:
 
 
 def test_file_rewritten_same_size_while_hashed_is_caught(tmp_path: Path) -> None:
-    path = _write(
-        tmp_path / "m" / "f.bin", os.urandom(LARGE_FILE + 2 * CHUNK_SIZE)
-    )  # hashed in chunks
+    # Large enough for the chunked loop, whose progress calls are the hook.
+    path = _write(tmp_path / "m" / "f.bin", os.urandom(LARGE_FILE + 2 * CHUNK_SIZE))
 
     def rewrite(_: int) -> None:
         st = path.stat()
