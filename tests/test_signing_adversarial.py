@@ -10,7 +10,7 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 
 from conftest import run_cli
-from mlprov.errors import InputError, VerificationError
+from mlprov.errors import VerificationError
 from mlprov.signing.dsse import DsseSignature, Envelope, sign_envelope, verify_envelope
 from mlprov.signing.files import parse_attestation
 from mlprov.signing.keys import generate_keypair, load_signer
@@ -96,7 +96,7 @@ def test_threshold_counts_distinct_keys(signer: CryptoSigner) -> None:
     alias = SSlibKey(
         "alias", signer.public_key.keytype, signer.public_key.scheme, dict(signer.public_key.keyval)
     )
-    with pytest.raises(InputError, match="distinct"):
+    with pytest.raises(VerificationError, match="distinct"):
         verify_envelope(twice, [signer.public_key, alias], threshold=2)
     both = sign_envelope(SMALL, [signer, other])
     assert len(verify_envelope(both, [signer.public_key, other.public_key], threshold=2).keys) == 2

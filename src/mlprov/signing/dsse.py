@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from securesystemslib.signer import Key, Signature, Signer
+from securesystemslib.signer import Key, Signature, Signer, SSlibKey
 
 from mlprov.errors import InputError, VerificationError
 from mlprov.fsio import parse_json
@@ -140,9 +141,27 @@ def sign_envelope(
 
 
 def key_identity(key: Key) -> str:
-    """What makes two keys the same key: their public material, never their keyid."""
-    public = key.keyval.get("public", "") if hasattr(key, "keyval") else ""
-    return f"{key.keytype}:{''.join(str(public).split())}"
+    """What makes two keys the same key: their public material in one normal form.
+
+    The DER SubjectPublicKeyInfo of the parsed key, so one key written two ways (a PEM
+    with a compressed EC point, ed25519 hex in upper case, a certificate) is one key;
+    never the keyid, which is only a hint. A key securesystemslib cannot parse locally
+    (a KMS or Sigstore key) falls back to its type and whitespace-free public text.
+    """
+    if isinstance(key, SSlibKey):
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            public: Any = key._crypto_key()
+            der: bytes = public.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        except Exception:  # securesystemslib raises several kinds for unusable material
+            pass
+        else:
+            return "spki:" + hashlib.sha256(der).hexdigest()
+    public_text = key.keyval.get("public", "") if hasattr(key, "keyval") else ""
+    return f"{key.keytype}:{''.join(str(public_text).split())}"
 
 
 def _candidate_signatures(key: Key, sig: bytes) -> list[bytes]:
@@ -199,8 +218,16 @@ def verify_envelope(
     if not keys:
         raise InputError("no trusted keys given to verify with")
     distinct = {key_identity(k): k for k in keys}
+    if len(keys) < threshold:
+        raise InputError(f"threshold {threshold} exceeds the {len(keys)} keys given")
     if len(distinct) < threshold:
-        raise InputError(f"threshold {threshold} exceeds the {len(distinct)} distinct keys given")
+        # One key given twice (maybe in two encodings) is one signer: the threshold
+        # cannot be met, whatever the envelope holds.
+        raise VerificationError(
+            f"{source}: threshold {threshold} needs {threshold} distinct keys, but the"
+            f" {len(keys)} keys given are {len(distinct)} distinct key(s) (the same key"
+            " given twice counts once)"
+        )
     data = envelope.pae()
     verified: dict[str, Key] = {}
     for signature in envelope.signatures:
