@@ -85,7 +85,11 @@ def test_attest_train_records_every_fact(work: Path) -> None:
     assert raw["_type"] == "https://in-toto.io/Statement/v1"
     assert raw["predicateType"] == SLSA_PROVENANCE_V1
     assert raw["subject"] == [
-        {"name": "model", "digest": {"sha256": mlprov_digest(work / "model")}}
+        {
+            "name": "model",
+            "digest": {"sha256": mlprov_digest(work / "model")},
+            "annotations": {"digestOf": "tree"},
+        }
     ]
     assert step_of(statement) == "train"
 
@@ -118,6 +122,7 @@ def test_attest_train_records_every_fact(work: Path) -> None:
             "digest": {"sha256": mlprov_digest(work / "dataset")},
             "annotations": {
                 "role": "dataset",
+                "digestOf": "tree",
                 "split": "train",
                 "license": "CC-BY-4.0",
                 "fileCount": 2,
@@ -257,7 +262,12 @@ def test_step_override_and_no_invented_times(work: Path) -> None:
         {
             "name": "dataset",
             "digest": {"sha256": mlprov_digest(work / "dataset")},
-            "annotations": {"role": "base-model", "fileCount": 2, "byteSize": 12},
+            "annotations": {
+                "role": "base-model",
+                "digestOf": "tree",
+                "fileCount": 2,
+                "byteSize": 12,
+            },
         }
     ]
     metadata = raw["predicate"]["runDetails"]["metadata"]
@@ -279,8 +289,15 @@ def test_attest_convert_and_file_subjects(work: Path) -> None:
         for e in json.loads(run_cli("digest", work / "model", "--json").out)[0]["files"]
     }
     assert raw["subject"] == [
-        {"name": "model", "digest": {"sha256": mlprov_digest(work / "model")}},
-        *({"name": f"model/{p}", "digest": {"sha256": d}} for p, d in sorted(files.items())),
+        {
+            "name": "model",
+            "digest": {"sha256": mlprov_digest(work / "model")},
+            "annotations": {"digestOf": "tree"},
+        },
+        *(
+            {"name": f"model/{p}", "digest": {"sha256": d}, "annotations": {"digestOf": "file"}}
+            for p, d in sorted(files.items())
+        ),
     ]
 
 
@@ -305,6 +322,7 @@ def test_attest_dataset_preparation(work: Path) -> None:
             "annotations": {
                 "split": "validation",
                 "license": "MIT",
+                "digestOf": "tree",
                 "fileCount": 2,
                 "byteSize": 12,
             },
@@ -315,7 +333,7 @@ def test_attest_dataset_preparation(work: Path) -> None:
         {
             "name": "raw",
             "digest": {"sha256": hashlib.sha256(b"a,b\n").hexdigest()},
-            "annotations": {"role": "dataset", "fileCount": 1, "byteSize": 4},
+            "annotations": {"role": "dataset", "digestOf": "file", "fileCount": 1, "byteSize": 4},
         },
         {
             "name": "web",
@@ -339,7 +357,11 @@ def test_attest_eval_test_result(work: Path) -> None:
     assert raw["predicateType"] == TEST_RESULT_V01
     assert step_of(statement) == "eval"
     assert raw["subject"] == [
-        {"name": "model", "digest": {"sha256": mlprov_digest(work / "model")}}
+        {
+            "name": "model",
+            "digest": {"sha256": mlprov_digest(work / "model")},
+            "annotations": {"digestOf": "tree"},
+        }
     ]
     assert raw["predicate"] == {
         "result": "PASSED",
@@ -348,7 +370,13 @@ def test_attest_eval_test_result(work: Path) -> None:
             {
                 "name": "test",
                 "digest": {"sha256": mlprov_digest(work / "dataset")},
-                "annotations": {"role": "dataset", "split": "test", "fileCount": 2, "byteSize": 12},
+                "annotations": {
+                    "role": "dataset",
+                    "split": "test",
+                    "digestOf": "tree",
+                    "fileCount": 2,
+                    "byteSize": 12,
+                },
             }
         ],
         "passedTests": ["accuracy>=0.9", "loss<0.5"],

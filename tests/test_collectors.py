@@ -122,6 +122,7 @@ def test_hub_cache_snapshot_is_read_offline(tmp_path: Path) -> None:
     assert described.descriptor.digest == {"sha256": digest_tree(copy).digest}
     assert described.descriptor.uri == f"hf://datasets/acme/reviews@{snap.name}"
     assert described.descriptor.annotations == {
+        "digestOf": "tree",
         "fileCount": 2,
         "byteSize": sum(len(d) for d in contents.values()),
         "huggingFace": {"repoType": "dataset", "repoId": "acme/reviews", "revision": snap.name},

@@ -30,7 +30,9 @@ def test_pipeline_trains_and_records(tmp_path: Path) -> None:
     validate_statement(raw, source="train.intoto.json")
     model_digest = json.loads(run_cli("digest", tmp_path / "model", "--json").out)[0]["digest"]
     data_digest = json.loads(run_cli("digest", tmp_path / "data" / "train", "--json").out)[0]
-    assert raw["subject"] == [{"name": "model", "digest": {"sha256": model_digest}}]
+    assert raw["subject"] == [
+        {"name": "model", "digest": {"sha256": model_digest}, "annotations": {"digestOf": "tree"}}
+    ]
     deps = raw["predicate"]["buildDefinition"]["resolvedDependencies"]
     assert deps[0]["name"] == "train" and deps[0]["digest"] == {"sha256": data_digest["digest"]}
     assert raw["predicate"]["buildDefinition"]["externalParameters"]["config"]["epochs"] == 200

@@ -52,7 +52,13 @@ def test_run_records_materials_products_and_success(inputs: Path) -> None:
     assert "prep succeeded (exit 0)" in result.err
     statement, raw = load(out)
     assert step_of(statement) == "prep"
-    assert raw["subject"] == [{"name": "out", "digest": {"sha256": tree_digest(inputs / "out")}}]
+    assert raw["subject"] == [
+        {
+            "name": "out",
+            "digest": {"sha256": tree_digest(inputs / "out")},
+            "annotations": {"digestOf": "tree"},
+        }
+    ]
     build = raw["predicate"]["buildDefinition"]
     assert build["buildType"] == "https://mlprov.dev/buildtypes/run/v1"
     assert build["externalParameters"]["command"] == [PY, "-c", script]
@@ -105,7 +111,11 @@ def test_partial_products_of_a_failed_command_are_subjects(inputs: Path) -> None
     assert result.code == 2
     _, raw = load(inputs / "o.json")
     assert raw["subject"] == [
-        {"name": "half", "digest": {"sha256": hashlib.sha256(b"x").hexdigest()}}
+        {
+            "name": "half",
+            "digest": {"sha256": hashlib.sha256(b"x").hexdigest()},
+            "annotations": {"digestOf": "file"},
+        }
     ]
     assert raw["predicate"]["runDetails"]["metadata"]["mlprov"]["outcome"] == "failed"
 

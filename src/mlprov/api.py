@@ -47,7 +47,7 @@ from mlprov.predicates.slsa_provenance import (
 )
 from mlprov.predicates.test_result import TestResult, Threshold
 from mlprov.signing.dsse import sign_envelope
-from mlprov.statement import ResourceDescriptor, Statement
+from mlprov.statement import DIGEST_OF, FILE, ResourceDescriptor, Statement
 
 __all__ = ["TrainingRun", "evaluation_statement", "write_statement"]
 
@@ -258,10 +258,11 @@ class TrainingRun:
     ) -> ResourceDescriptor:
         """Record an output file or tree as a subject (tree digest for a directory)."""
         described = describe_path(Path(path), name=name, cache=self.cache)
+        kind = (described.descriptor.annotations or {}).get(DIGEST_OF)
         subject = ResourceDescriptor(
             name=described.descriptor.name,
             digest=described.descriptor.digest,
-            annotations=annotations or None,
+            annotations={DIGEST_OF: kind, **(annotations or {})},
         )
         self._check_unique(self._subjects, subject.name, "output")
         self._subjects.append(subject)
@@ -271,6 +272,7 @@ class TrainingRun:
                     ResourceDescriptor(
                         name=f"{subject.name}/{entry.path}",
                         digest={described.manifest.algorithm: entry.digest},
+                        annotations={DIGEST_OF: FILE},
                     )
                 )
         return subject
@@ -505,7 +507,9 @@ def evaluation_statement(
     try:
         described = describe_path(Path(model), name=model_name, cache=cache)
         subject = ResourceDescriptor(
-            name=described.descriptor.name, digest=described.descriptor.digest
+            name=described.descriptor.name,
+            digest=described.descriptor.digest,
+            annotations={DIGEST_OF: (described.descriptor.annotations or {}).get(DIGEST_OF)},
         )
         configuration: list[ResourceDescriptor] = []
         for name, location in datasets:

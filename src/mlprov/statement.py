@@ -19,6 +19,13 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 #: Upper bound on a Statement's size, so a hostile document cannot exhaust memory.
 MAX_STATEMENT_BYTES = 64 << 20
+#: Annotation on mlprov's subjects and materials saying what their digest is of:
+#: `tree` (a directory's OMS tree digest) or `file` (the sha256 of a file's bytes). A
+#: directory is only ever matched to a `tree` descriptor, a file never to one: a file
+#: holding a tree's concatenated raw digests has the tree's digest as its sha256.
+DIGEST_OF = "digestOf"
+TREE = "tree"
+FILE = "file"
 
 
 class ResourceDescriptor(BaseModel):
@@ -44,6 +51,18 @@ class ResourceDescriptor(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict without unset fields, unknown fields kept."""
         return self.model_dump(mode="json", exclude_none=True)
+
+    @property
+    def digest_of(self) -> str | None:
+        """`tree` or `file` when the descriptor says what its digest is of, else None."""
+        return digest_of(self.annotations)
+
+
+def digest_of(annotations: object) -> str | None:
+    """`tree` or `file` from a descriptor's annotations (as a dict), else None."""
+    if isinstance(annotations, dict) and annotations.get(DIGEST_OF) in (TREE, FILE):
+        return str(annotations[DIGEST_OF])
+    return None
 
 
 class Statement(BaseModel):

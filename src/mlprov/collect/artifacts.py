@@ -15,7 +15,7 @@ from typing import Any
 
 from mlprov.digest import DigestCache, TreeManifest, digest_tree
 from mlprov.errors import InputError
-from mlprov.statement import ResourceDescriptor
+from mlprov.statement import DIGEST_OF, FILE, TREE, ResourceDescriptor
 
 _HF_REPO_DIR = re.compile(r"^(models|datasets|spaces)--(.+)$")
 _DIGEST_SPEC = re.compile(r"^(sha256|sha384|sha512|blake3|gitCommit|sha1)[:=]([0-9a-fA-F]+)$")
@@ -85,7 +85,11 @@ def describe_path(
         manifest = digest_tree(path, cache=cache)
     is_dir = path.is_dir()
     digest = manifest.digest if is_dir else manifest.files[0].digest
-    notes: dict[str, Any] = {"fileCount": manifest.file_count, "byteSize": manifest.total_size}
+    notes: dict[str, Any] = {
+        DIGEST_OF: TREE if is_dir else FILE,
+        "fileCount": manifest.file_count,
+        "byteSize": manifest.total_size,
+    }
     if snapshot is not None:
         notes["huggingFace"] = {
             "repoType": snapshot.kind.rstrip("s"),

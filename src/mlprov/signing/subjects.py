@@ -1,10 +1,11 @@
 """Checking a verified Statement's subjects against files and trees on disk.
 
 A file matches a subject when one of the subject's digests equals the file's digest
-(sha256, sha512 or blake3); a tree matches when the subject's sha256 is its OMS tree
-digest. When a tree does not match and the attestation lists the tree's files (OMS
-resources, or mlprov's per-file subjects `TREE/PATH`), the files that changed, went
-missing or were added are named.
+(sha256, sha512 or blake3) and the subject is not a tree; a tree matches when a tree
+subject's sha256 is its OMS tree digest (or an OMS signature's resources match it).
+When a tree does not match and the attestation lists the tree's files (OMS resources,
+or mlprov's per-file subjects `TREE/PATH`), the files that changed, went missing or
+were added are named.
 """
 
 from __future__ import annotations
@@ -16,24 +17,43 @@ from mlprov.digest.manifest import diff_against
 from mlprov.errors import InputError
 from mlprov.predicates import OMS_V1
 from mlprov.signing.verify import Check
-from mlprov.statement import Statement
+from mlprov.statement import DIGEST_OF, TREE, Statement
 
 
 def check_subject_path(
     statement: Statement, path: Path, *, cache: DigestCache | None = None
 ) -> Check:
-    """Whether the file or tree at `path` is one of the Statement's subjects."""
+    """Whether the file or tree at `path` is one of the Statement's subjects.
+
+    A directory matches only a subject that says it is a tree (`digestOf: tree`), or an
+    OMS signature whose resources match file by file; a file never matches a tree subject:
+    a file of concatenated raw digests has a tree's digest as its sha256. `cache` is for
+    callers that chose to trust it (`--trust-cache`): verification digests afresh.
+    """
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: no such file or directory")
     if path.is_dir():
         return _check_tree(statement, path, cache)
-    wanted = {alg for _, digests in statement.subject_digests() for alg in digests}
+    subjects = [(rd.name, rd.digest or {}, rd.digest_of) for rd in statement.subject]
+    wanted = {alg for _, digests, _ in subjects for alg in digests}
     computed = {alg: digest_file(path, alg) for alg in ALGORITHMS if alg in wanted}
-    for name, digests in statement.subject_digests():
+    trees = []
+    for name, digests, kind in subjects:
         for alg, value in digests.items():
             if computed.get(alg) == value.lower():
+                if kind == TREE:
+                    trees.append(name or "(unnamed)")
+                    continue
                 return Check("subject", True, f"matches subject {name or '(unnamed)'}", str(path))
+    if trees:
+        return Check(
+            "subject",
+            False,
+            f"a file, but its digest is that of tree subject {', '.join(trees)}: a file never"
+            " matches a directory's tree digest",
+            str(path),
+        )
     if not computed:
         return Check("subject", False, "no subject uses a digest mlprov computes", str(path))
     shown = ", ".join(f"{a}:{d[:16]}…" for a, d in sorted(computed.items()))
@@ -42,11 +62,29 @@ def check_subject_path(
 
 def _check_tree(statement: Statement, path: Path, cache: DigestCache | None) -> Check:
     manifest = digest_tree(path, cache=cache)
-    for name, digests in statement.subject_digests():
-        if digests.get("sha256", "").lower() == manifest.digest:
-            return Check("subject", True, f"tree matches subject {name or '(unnamed)'}", str(path))
-    detail = f"tree sha256:{manifest.digest[:16]}… matches no subject"
     recorded = _recorded_files(statement, path, manifest)
+    oms = statement.predicateType == OMS_V1
+    not_trees = []
+    for rd in statement.subject:
+        if (rd.digest or {}).get("sha256", "").lower() != manifest.digest:
+            continue
+        name = rd.name or "(unnamed)"
+        if oms:
+            if diff_against(recorded, manifest).ok:
+                return Check("subject", True, f"tree matches OMS signature {name}", str(path))
+            continue
+        if rd.digest_of == TREE:
+            return Check("subject", True, f"tree matches subject {name}", str(path))
+        not_trees.append(name)
+    if not_trees:
+        return Check(
+            "subject",
+            False,
+            f"a directory, but subject {', '.join(not_trees)} with its tree digest is not a"
+            f" tree ({DIGEST_OF}: {TREE}): a directory only matches a tree subject",
+            str(path),
+        )
+    detail = f"tree sha256:{manifest.digest[:16]}… matches no subject"
     if recorded:
         diff = diff_against(recorded, manifest)
         parts = [
