@@ -9,6 +9,7 @@ file that changed, went missing or was added.
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -180,73 +181,96 @@ def _bundle_certificates(attestation: SignedAttestation) -> list[x509.Certificat
         raise InputError(f"{attestation.source}: bundle certificates are malformed") from None
 
 
-def _can_sign(cert: x509.Certificate) -> bool:
-    try:
-        if cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature:
-            return True
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        return x509.oid.ExtendedKeyUsageOID.CODE_SIGNING in eku
-    except x509.ExtensionNotFound:
+def _self_signed(cert: x509.Certificate) -> bool:
+    if cert.issuer != cert.subject:
         return False
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
     try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
+        cert.verify_directly_issued_by(cert)
+    except Exception:  # cryptography raises ValueError, TypeError or InvalidSignature
         return False
+    return True
 
 
-def verify_certificate_chain(attestation: SignedAttestation, anchors: Sequence[Path]) -> Key:
-    """The signing key of a certificate-signed bundle whose chain reaches a given certificate.
+def _code_signing(_policy: Any, _cert: x509.Certificate, eku: Any) -> None:
+    """The leaf's extended key usage must include code signing (as for Sigstore's leaves)."""
+    if eku is None or x509.oid.ExtendedKeyUsageOID.CODE_SIGNING not in eku:
+        raise ValueError("the signing certificate's extended key usage lacks code signing")
 
-    As model_signing does, the chain is checked at the leaf's notBefore (there is no
-    transparency log to say when it signed); every issuer must be a CA, and the leaf
-    must allow digital signatures or code signing.
+
+def _digital_signature(_policy: Any, _cert: x509.Certificate, usage: Any) -> None:
+    if usage is not None and not usage.digital_signature:
+        raise ValueError("the signing certificate's key usage lacks digital signature")
+
+
+def verify_certificate_chain(
+    attestation: SignedAttestation,
+    anchors: Sequence[Path],
+    *,
+    now: datetime.datetime | None = None,
+) -> Key:
+    """The signing key of a certificate-signed bundle whose chain reaches a given root.
+
+    The path is built and checked by `cryptography.x509.verification` (RFC 5280 / WebPKI
+    rules for the CAs: validity times, basic constraints, key usage, name chaining). Only
+    the *self-signed* certificates given are trust anchors, as in model_signing (OpenSSL
+    without partial chains): an intermediate or the leaf itself given as `--certificate-
+    chain` vouches for nothing, though given beside its root it may complete the path.
+    The leaf must allow code signing. With no transparency log to say when the bundle was
+    signed, the chain is checked at the time of verification: an expired certificate no
+    longer vouches for anything.
     """
-    trusted = _load_certificates(anchors)
+    from cryptography.x509.verification import (
+        Criticality,
+        ExtensionPolicy,
+        PolicyBuilder,
+        Store,
+    )
+    from cryptography.x509.verification import (
+        VerificationError as PathError,
+    )
+
+    given = _load_certificates(anchors)
+    roots = [c for c in given if _self_signed(c)]
+    if not roots:
+        raise VerificationError(
+            f"{attestation.source}: --certificate-chain holds no self-signed root certificate;"
+            " an intermediate or a leaf is not a trust anchor"
+        )
     chain = _bundle_certificates(attestation)
-    leaf = chain[0]
-    when = leaf.not_valid_before_utc
-    pool = chain[1:] + trusted
-    current = leaf
-    for _ in range(len(pool) + 1):
-        if not current.not_valid_before_utc <= when <= current.not_valid_after_utc:
-            raise VerificationError(
-                f"{attestation.source}: certificate {current.subject.rfc4514_string()}"
-                f" was not valid at signing time {when.isoformat()}"
-            )
-        if current in trusted:
-            break
-        issuer = next((c for c in pool if c != current and _issued(current, c)), None)
-        if issuer is None:
-            raise VerificationError(
-                f"{attestation.source}: certificate {current.subject.rfc4514_string()} does not"
-                " chain to the given --certificate-chain"
-            )
-        if not _is_ca(issuer):
-            raise VerificationError(
-                f"{attestation.source}: issuer {issuer.subject.rfc4514_string()} is not a CA"
-            )
-        current = issuer
-    else:
-        raise VerificationError(f"{attestation.source}: certificate chain loops")
-    if not _can_sign(leaf):
-        raise VerificationError(f"{attestation.source}: signing certificate cannot sign")
+    leaf, intermediates = chain[0], [*chain[1:], *(c for c in given if c not in roots)]
+    leaf_policy = (
+        ExtensionPolicy.permit_all()
+        .require_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _code_signing)
+        .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _digital_signature)
+    )
+    verifier = (
+        PolicyBuilder()
+        .store(Store(roots))
+        .time(now or datetime.datetime.now(datetime.UTC))
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=leaf_policy)
+        .build_client_verifier()
+    )
+    try:
+        verifier.verify(leaf, intermediates)
+    except PathError as exc:
+        raise VerificationError(
+            f"{attestation.source}: certificate {leaf.subject.rfc4514_string()} does not chain"
+            f" to a root of --certificate-chain: {_path_reason(exc, leaf, now)}"
+        ) from None
     return key_from_crypto(leaf.public_key())
 
 
-def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-        return True
-    except (ValueError, TypeError, Exception):
-        return False
+def _path_reason(exc: Exception, leaf: x509.Certificate, now: datetime.datetime | None) -> str:
+    when = now or datetime.datetime.now(datetime.UTC)
+    if not leaf.not_valid_before_utc <= when <= leaf.not_valid_after_utc:
+        return (
+            f"the signing certificate is outside its validity ({leaf.not_valid_before_utc}"
+            f" to {leaf.not_valid_after_utc}): expired or not yet valid"
+        )
+    text = " ".join(str(exc).split())
+    if "code signing" in text:
+        return "the signing certificate's extended key usage lacks code signing"
+    return text
 
 
 def verify_model_signature(
