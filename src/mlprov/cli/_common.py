@@ -16,6 +16,11 @@ json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text."
 )
 force_option = click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+trust_cache_option = click.option(
+    "--trust-cache",
+    is_flag=True,
+    help="Take unchanged files' digests from the digest cache (unsafe if others can write it).",
+)
 
 
 def echo_json(data: Any) -> None:

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import click
 
-from mlprov.cli._common import echo_json, force_option, json_option, progress_bar
+from mlprov.cli._common import (
+    echo_json,
+    force_option,
+    json_option,
+    progress_bar,
+    trust_cache_option,
+)
 from mlprov.cli.sign import keyless_signing_options, load_signers, signing_key_options
 from mlprov.cli.verify import identities_from, sigstore_options
 from mlprov.digest import DigestCache
@@ -159,6 +165,7 @@ def sign_cmd(
 @click.option(
     "--ignore-path", "ignore_paths", multiple=True, help="Path inside MODEL not to check."
 )
+@trust_cache_option
 @json_option
 @click.pass_context
 def verify_cmd(
@@ -173,9 +180,13 @@ def verify_cmd(
     trusted_root: Path | None,
     staging: bool,
     ignore_paths: tuple[str, ...],
+    trust_cache: bool,
     as_json: bool,
 ) -> None:
-    """Verify MODEL against an OMS signature; exit 1 naming any changed, missing or added file."""
+    """Verify MODEL against an OMS signature; exit 1 naming any changed, missing or added file.
+
+    Every file is hashed afresh (the digest cache only with --trust-cache).
+    """
     identities = identities_from(identity, identity_regexp, issuer)
     if len(identities) > 1:
         raise InputError("give one --identity for a model signature")
@@ -185,7 +196,8 @@ def verify_cmd(
     if not model_path.exists() and not model_path.is_symlink():
         raise InputError(f"{model_path}: no such file or directory")
     keys = [load_public_key(p) for p in key_paths]
-    with closing(DigestCache()) as cache, progress_bar(f"hashing {model_path}") as bar:
+    cache = DigestCache() if trust_cache else None
+    with progress_bar(f"hashing {model_path}") as bar:
         result = verify_model(
             model_path,
             attestations[0],
@@ -199,6 +211,8 @@ def verify_cmd(
             cache=cache,
             progress=bar,
         )
+    if cache is not None:
+        cache.close()
     serialization = result.predicate.serialization
     if as_json:
         echo_json(

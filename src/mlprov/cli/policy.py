@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
 
-from mlprov.cli._common import echo_json, force_option, json_option
+from mlprov.cli._common import echo_json, force_option, json_option, trust_cache_option
 from mlprov.errors import InputError
 from mlprov.fsio import write_bytes_atomic
 from mlprov.policy import (
@@ -23,10 +23,13 @@ from mlprov.policy import (
     load_layout,
 )
 from mlprov.policy.attestations import ClaimSet
-from mlprov.policy.loader import validate_layout
+from mlprov.policy.loader import embed_keys
 from mlprov.policy.vsa import vsa_statement
 from mlprov.signing.dsse import sign_envelope
 from mlprov.signing.keys import load_public_key, load_signer
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import Key
 
 CHECK_EPILOG = """\b
 Examples:
@@ -100,27 +103,72 @@ def _with_params(func: Any) -> Any:
     return func
 
 
-def _released(paths: Sequence[Path]) -> list[ReleasedSubject]:
-    from mlprov.digest import digest_file, digest_tree
+def _released(paths: Sequence[Path], *, trust_cache: bool) -> list[ReleasedSubject]:
+    """The released artifacts, digested now (the digest cache only with --trust-cache)."""
+    from mlprov.digest import DigestCache, digest_file, digest_tree
 
     out = []
-    for path in paths:
-        if path.is_dir():
-            digest = digest_tree(path).digest
-        elif path.is_file():
-            digest = digest_file(path)
-        else:
-            raise InputError(f"--subject {path}: no such file or directory")
-        out.append(ReleasedSubject(path.name, {"sha256": digest}))
+    cache = DigestCache() if trust_cache else None
+    try:
+        for path in paths:
+            if path.is_dir():
+                out.append(
+                    ReleasedSubject(path.name, {"sha256": digest_tree(path, cache=cache).digest},
+                                    "tree")
+                )  # fmt: skip
+            elif path.is_file():
+                out.append(ReleasedSubject(path.name, {"sha256": digest_file(path)}, "file"))
+            else:
+                raise InputError(f"--subject {path}: no such file or directory")
+    finally:
+        if cache is not None:
+            cache.close()
     return out
 
 
 def _claims_from_store(location: str | None, released: list[ReleasedSubject]) -> ClaimSet:
-    from mlprov.policy.attestations import claims_from_store
+    """The attestations a store holds in the lineage of each released subject.
+
+    Every attestation about an artifact the subject was (transitively) made from, and
+    about the subject itself (evaluations, earlier VSAs), read as its exact stored bytes
+    and handed to the policy engine like files are: the store decides nothing.
+    """
+    from mlprov.policy.attestations import Skipped, claim_from
+    from mlprov.signing.files import parse_attestation
     from mlprov.store import open_store
 
+    found = ClaimSet()
     with open_store(location) as store:
-        return claims_from_store(store, [f"sha256:{s.digest['sha256']}" for s in released])
+        digests: set[str] = set()
+        for subject in (f"sha256:{s.digest['sha256']}" for s in released):
+            graph = store.lineage_up(subject)
+            for artifact in {subject, *graph.nodes}:
+                digests.update(a.digest for a in store.ls(subject=artifact))
+        for digest, raw in store.iter_raw(sorted(digests)):
+            source = f"store:{digest}"
+            try:
+                claim = claim_from(parse_attestation(raw, source=source), file_name="")
+            except InputError as exc:
+                found.skipped.append(Skipped(source, str(exc)))
+                continue
+            found.claims.append(claim)
+    return found
+
+
+def _owner_keys(paths: Sequence[Path]) -> list[Key]:
+    """The --layout-key keys; one key given twice (in any encoding) is refused."""
+    from mlprov.signing.dsse import key_identity
+
+    keys: list[Key] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        key = load_public_key(path)
+        identity = key_identity(key)
+        if identity in seen:
+            raise InputError(f"--layout-key {seen[identity]} and {path} are the same key")
+        seen[identity] = path
+        keys.append(key)
+    return keys
 
 
 def _is_classic(layout_path: Path) -> bool:
@@ -153,7 +201,7 @@ def _check_classic(
     result = verify_classic(
         layout_path,
         link_dir=attestation_paths[0],
-        layout_keys=[load_public_key(p) for p in layout_keys],
+        layout_keys=_owner_keys(layout_keys),
         params=params,
     )
     if as_json:
@@ -177,11 +225,12 @@ def _print_report(result: PolicyResult) -> None:
         click.echo(f"skipped  {reason if source in reason else f'{source}: {reason}'}")
     total = sum(len(r.results) for r in (result.layout, *result.steps))
     warnings = sum(1 for s in (result.layout, *result.steps) for r in s.results if r.warning)
+    unchecked = " (layout signature not checked)" if result.layout_signature != "verified" else ""
     failures = result.failures
     if result.passed:
         click.echo(
-            f"PASSED: {len(result.steps)} steps, {total} checks, {warnings} warning(s),"
-            f" {len(result.claims)} attestation(s) read"
+            f"PASSED: {len(result.steps)} steps, {total} checks, {warnings} warning(s)"
+            f"{unchecked}, {len(result.claims)} attestation(s) read"
         )
     else:
         step, first = failures[0]
@@ -240,6 +289,12 @@ def _print_report(result: PolicyResult) -> None:
     help="Sigstore trusted root for keyless functionaries (offline).",
 )
 @click.option("--staging", is_flag=True, help="Use Sigstore's staging trusted root.")
+@click.option(
+    "--require-signed-layout",
+    is_flag=True,
+    help="Refuse to evaluate a layout whose signature is not checked (needs --layout-key).",
+)
+@trust_cache_option
 @force_option
 @json_option
 @click.pass_context
@@ -261,10 +316,14 @@ def check(
     password_env: str | None,
     trusted_root: Path | None,
     staging: bool,
+    require_signed_layout: bool,
+    trust_cache: bool,
     force: bool,
     as_json: bool,
 ) -> None:
     """Evaluate the attestations against LAYOUT; optionally write a signed VSA."""
+    if require_signed_layout and not layout_keys:
+        raise InputError("--require-signed-layout needs the owner keys: give --layout-key PUB")
     if not attestation_paths and not from_store:
         raise InputError("give --attestations DIR|FILE, or --from-store with --subject")
     if from_store and not subject_paths:
@@ -292,13 +351,15 @@ def check(
         trusted_root=trusted_root,
         staging=staging,
     )
-    owner_keys = [load_public_key(p) for p in layout_keys]
+    owner_keys = _owner_keys(layout_keys)
     exclude = {layout_path, *([vsa_out] if vsa_out else [])}
     claims = collect_claims(list(attestation_paths), exclude=exclude)
-    released = _released(subject_paths)
+    released = _released(subject_paths, trust_cache=trust_cache)
     if from_store:
         claims.merge(_claims_from_store(store_location, released))
-    result = evaluate(loaded, claims, subjects=released, layout_keys=owner_keys)
+    result = evaluate(
+        loaded, claims, subjects=released, layout_keys=owner_keys, require_subject=bool(vsa_out)
+    )
     vsa_digest = None
     if vsa_out and signer and verifier_id:
         if not result.subjects:
@@ -353,6 +414,18 @@ def lint(
     notes = []
     if layout.expires <= datetime.now(UTC):
         notes.append(f"layout expired at {layout.expires.isoformat()}: every check will fail")
+    if not layout.subjects:
+        notes.append(
+            "the layout binds no subject (no subjects: rule): a released --subject or a VSA"
+            " is only checked to be a product of some step; say which step's product may ship"
+        )
+    if loaded.envelope is not None and any(
+        spec.publicKeyPath for spec in layout.functionaries.values()
+    ):
+        notes.append(
+            "signed, but functionaries name key files (publicKeyPath) the signature does not"
+            " cover: policy check refuses it; re-sign with `mlprov policy sign`"
+        )
     rules = sum(
         len(s.material_rules) + len(s.product_rules) + sum(len(a) for a in s.attribute_rules)
         for s in loaded.steps
@@ -443,14 +516,16 @@ def sign(
     force: bool,
     as_json: bool,
 ) -> None:
-    """Sign LAYOUT (DSSE) with owner keys, after checking it loads."""
+    """Sign LAYOUT (DSSE) with owner keys, after checking it loads.
+
+    Functionaries given as key files (`publicKeyPath`) are embedded as `publicKey` in what
+    is signed: a signature over a path would let whoever replaces the file choose the key.
+    """
     try:
         data = layout_path.read_bytes()
     except OSError as exc:
         raise InputError(f"{layout_path}: cannot read ({exc.strerror})") from None
-    _, signed = validate_layout(data, source=str(layout_path))
-    if signed is not None:
-        raise InputError(f"{layout_path} is already signed")
+    data = embed_keys(data, base_dir=layout_path.parent, source=str(layout_path))
     signers = [load_signer(uri, password_env=password_env) for uri in key_uris]
     envelope = sign_envelope(data, signers, payload_type=LAYOUT_PAYLOAD_TYPE)
     write_bytes_atomic(out_path, envelope.to_json() + b"\n", force=force)

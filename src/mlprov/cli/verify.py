@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 import click
 from securesystemslib.signer import Key
 
-from mlprov.cli._common import echo_json, json_option
+from mlprov.cli._common import echo_json, json_option, trust_cache_option
+from mlprov.digest import DigestCache
 from mlprov.errors import InputError, VerificationError
 from mlprov.signing.files import read_attestations
 from mlprov.signing.keys import load_public_key
@@ -99,6 +100,7 @@ def trusted_key_options(func: F) -> F:
     type=click.Path(path_type=Path),
     help="File or tree that must match a subject digest. Repeatable.",
 )
+@trust_cache_option
 @json_option
 @click.pass_context
 def verify(
@@ -112,9 +114,14 @@ def verify(
     trusted_root: Path | None,
     staging: bool,
     subject_paths: tuple[Path, ...],
+    trust_cache: bool,
     as_json: bool,
 ) -> None:
-    """Verify every signed attestation in FILE (DSSE, .intoto.jsonl or Sigstore bundle)."""
+    """Verify every signed attestation in FILE (DSSE, .intoto.jsonl or Sigstore bundle).
+
+    Subject paths are digested afresh: the digest cache is writable by whoever can write
+    the user's cache directory, so it decides nothing unless --trust-cache is given.
+    """
     keys: list[Key] = [load_public_key(p) for p in key_paths]
     identities = identities_from(identity, identity_regexp, issuer)
     if not keys and not identities:
@@ -124,6 +131,7 @@ def verify(
             raise InputError(f"--subject-path {path}: no such file or directory")
     reports = []
     all_ok = True
+    cache = DigestCache() if trust_cache and subject_paths else None
     for attestation in read_attestations(file):
         checks: list[Check] = []
         signers: list[str] = []
@@ -146,7 +154,7 @@ def verify(
             signers = verified.signers
             predicate_type = verified.statement.predicateType
             for path in subject_paths:
-                checks.append(check_subject_path(verified.statement, path))
+                checks.append(check_subject_path(verified.statement, path, cache=cache))
         ok = all(c.passed for c in checks)
         all_ok = all_ok and ok
         reports.append(
@@ -161,6 +169,8 @@ def verify(
         if not as_json:
             for check in checks:
                 click.echo(check.line(), err=not check.passed)
+    if cache is not None:
+        cache.close()
     if as_json:
         echo_json({"ok": all_ok, "file": str(file), "attestations": reports})
     elif all_ok:

@@ -19,7 +19,8 @@ from mlprov.policy.attestations import Artifacts
 from mlprov.policy.results import RuleResult
 
 ArtifactKind = Literal["materials", "products"]
-#: (step, materials|products) -> the artifacts each trusted claim of that step reports.
+#: (step, materials|products) -> the artifacts each *counted* claim of that step reports:
+#: a claim that did not count towards the step's threshold is never seen by another step.
 DestinationLookup = Callable[[str, ArtifactKind], list[Artifacts]]
 
 
@@ -174,6 +175,7 @@ class MatchRule:
                 queue.unmatched[full] = (
                     f"{self.text!r} found no {self.dest_kind[:-1]} {dest} of step"
                     f" {self.dest_step} with digest {_digest_text(digest)}"
+                    + ("" if reports else f": no counted claims of step {self.dest_step}")
                 )
         queue.queue -= consumed
         reason = f"consumed {_names(consumed)}"
@@ -182,7 +184,84 @@ class MatchRule:
                 f"; no {self.dest_kind[:-1]} of step {self.dest_step} with the same digest"
                 f" for {_names(unmatched, limit=None)}"
             )
+            if not reports:
+                reason += f" (no counted claims of step {self.dest_step})"
         return RuleResult(True, reason, queue.where, self.text)
+
+
+@dataclass(frozen=True)
+class DigestDisallowRule:
+    """`DISALLOW <pattern> WITH products|materials [IN <prefix>] FROM <step>` (mlprov's own).
+
+    Fails when an artifact still queued that matches `pattern` has, whatever it is
+    called, the digest of an artifact that step's counted claims report (under `prefix`).
+    After `MATCH train WITH products FROM dataset` has consumed the training split,
+    `DISALLOW * WITH products FROM dataset` refuses the test split under any name.
+    """
+
+    text: str
+    pattern: str
+    dest_prefix: str
+    dest_kind: ArtifactKind
+    dest_step: str
+
+    def evaluate(self, queue: ArtifactQueue, *, destinations: DestinationLookup) -> RuleResult:
+        prefix = posixpath.join(self.dest_prefix, "") if self.dest_prefix else ""
+        theirs = [
+            (name, digest)
+            for report in destinations(self.dest_step, self.dest_kind)
+            for name, digest in report.items()
+            if name.startswith(prefix)
+        ]
+        hits: list[str] = []
+        for name in sorted(queue.matching(self.pattern)):
+            mine = queue.artifacts[name]
+            for other, digest in theirs:
+                common = mine.keys() & digest.keys()
+                if common and all(mine[k].lower() == digest[k].lower() for k in common):
+                    hits.append(f"{name} has the digest of {self.dest_kind[:-1]} {other}")
+                    break
+        if hits:
+            return RuleResult(
+                False,
+                f"{queue.kind[:-1]} {'; '.join(hits)} of step {self.dest_step}",
+                queue.where,
+                self.text,
+            )
+        return RuleResult(
+            True, f"no {queue.kind[:-1]} has a digest of step {self.dest_step}", queue.where,
+            self.text,
+        )  # fmt: skip
+
+
+def depends_on(rule: ArtifactRule) -> str | None:
+    """The step whose counted claims a rule reads (MATCH and DISALLOW ... FROM), if any."""
+    if isinstance(rule, MatchRule | DigestDisallowRule):
+        return rule.dest_step
+    return None
+
+
+def _digest_disallow(text: str) -> DigestDisallowRule | None:
+    """Parse mlprov's `DISALLOW pattern WITH kind [IN prefix] FROM step`, else None."""
+    words = text.split()
+    if len(words) < 5 or words[0].upper() != "DISALLOW" or words[2].upper() != "WITH":
+        return None
+    pattern, kind, rest = words[1], words[3].lower(), words[4:]
+    prefix = ""
+    if len(rest) == 4 and rest[0].upper() == "IN" and rest[2].upper() == "FROM":
+        prefix, rest = rest[1], rest[2:]
+    if kind not in ("materials", "products") or len(rest) != 2 or rest[0].upper() != "FROM":
+        raise InputError(
+            f"bad artifact rule {text!r}: expected DISALLOW <pattern> WITH materials|products"
+            " [IN <prefix>] FROM <step>"
+        )
+    return DigestDisallowRule(
+        text=text,
+        pattern=pattern,
+        dest_prefix=prefix,
+        dest_kind="materials" if kind == "materials" else "products",
+        dest_step=rest[1],
+    )
 
 
 def parse_artifact_rule(text: str) -> ArtifactRule:
@@ -190,6 +269,9 @@ def parse_artifact_rule(text: str) -> ArtifactRule:
     import securesystemslib.exceptions
     from in_toto.rulelib import unpack_rule
 
+    extension = _digest_disallow(text)
+    if extension is not None:
+        return extension
     try:
         data = unpack_rule(text.split())
     except securesystemslib.exceptions.FormatError as exc:

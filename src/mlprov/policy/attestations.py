@@ -17,15 +17,12 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlprov.errors import InputError
 from mlprov.predicates import LINK_V03, SLSA_PROVENANCE_V1, materials_of, step_of
 from mlprov.signing.files import SignedAttestation, read_attestations
 from mlprov.statement import PAYLOAD_TYPE, ResourceDescriptor, Statement
-
-if TYPE_CHECKING:
-    from mlprov.store import Store
 
 #: name -> digest set, the form artifact rules compare.
 Artifacts = dict[str, dict[str, str]]
@@ -41,6 +38,8 @@ class Claim:
     step: str | None
     materials: Artifacts
     products: Artifacts
+    #: product name -> `tree` or `file` when the attestation says what the digest is of
+    product_kinds: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -72,14 +71,14 @@ def step_from_filename(source: str) -> str | None:
     return name or None
 
 
+def _named(descriptors: list[ResourceDescriptor]) -> list[tuple[str, ResourceDescriptor]]:
+    return [
+        (posixpath.normpath(rd.name or rd.uri or ""), rd) for rd in descriptors if rd.name or rd.uri
+    ]
+
+
 def _artifacts(descriptors: list[ResourceDescriptor]) -> Artifacts:
-    out: Artifacts = {}
-    for rd in descriptors:
-        name = rd.name or rd.uri
-        if not name:
-            continue
-        out[posixpath.normpath(name)] = dict(rd.digest or {})
-    return out
+    return {name: dict(rd.digest or {}) for name, rd in _named(descriptors)}
 
 
 _ENVELOPE_FIELDS = {"payload", "payloadType", "signatures"}
@@ -136,9 +135,11 @@ def claim_from(attestation: SignedAttestation, *, file_name: str) -> Claim:
         raw = {"_type": raw["type"], **{k: v for k, v in raw.items() if k != "type"}}
     statement = Statement.from_dict(raw, source="payload")
     kind = statement.predicateType
+    kinds: dict[str, str | None] = {}
     if kind in (SLSA_PROVENANCE_V1, LINK_V03):
         materials = _artifacts(materials_of(statement))
         products = _artifacts(list(statement.subject))
+        kinds = {name: rd.digest_of for name, rd in _named(list(statement.subject))}
     else:
         materials, products = _artifacts(list(statement.subject)), {}
     return Claim(
@@ -148,6 +149,7 @@ def claim_from(attestation: SignedAttestation, *, file_name: str) -> Claim:
         step=step_of(statement) or step_from_filename(file_name),
         materials=materials,
         products=products,
+        product_kinds=kinds,
     )
 
 
@@ -200,29 +202,4 @@ def collect_claims(paths: list[Path], *, exclude: set[Path] | None = None) -> Cl
                     found.claims.append(claim_from(attestation, file_name=path.name))
                 except InputError as exc:
                     found.skipped.append(Skipped(attestation.source, str(exc)))
-    return found
-
-
-def claims_from_store(store: Store, subjects: list[str]) -> ClaimSet:
-    """The attestations a store holds in the lineage of each released subject.
-
-    Every attestation about an artifact the subject was (transitively) made from, and
-    about the subject itself (evaluations, earlier VSAs), read as its exact stored bytes.
-    """
-    from mlprov.signing.files import parse_attestation
-
-    found = ClaimSet()
-    digests: set[str] = set()
-    for subject in subjects:
-        graph = store.lineage_up(subject)
-        for artifact in {subject, *graph.nodes}:
-            digests.update(a.digest for a in store.ls(subject=artifact))
-    for digest, raw in store.iter_raw(sorted(digests)):
-        source = f"store:{digest}"
-        try:
-            claim = claim_from(parse_attestation(raw, source=source), file_name="")
-        except InputError as exc:
-            found.skipped.append(Skipped(source, str(exc)))
-            continue
-        found.claims.append(claim)
     return found

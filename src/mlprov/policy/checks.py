@@ -11,16 +11,20 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from securesystemslib.signer import Key
 
 from mlprov.errors import MlprovError
 from mlprov.policy.attestations import Artifacts, Claim
 from mlprov.policy.functionaries import Functionary
-from mlprov.policy.layout import ExpectedVerification, SubjectRuleSpec
+from mlprov.policy.layout import ExpectedVerification, Layout, SubjectRuleSpec
 from mlprov.policy.results import RuleResult
 from mlprov.predicates import VSA_V1
 from mlprov.signing.dsse import Envelope, verify_envelope
+
+if TYPE_CHECKING:
+    from mlprov.policy.engine import ReleasedSubject
 
 
 def digest_text(digest: dict[str, str]) -> str:
@@ -42,7 +46,10 @@ class ExpiryRule:
 
 @dataclass(frozen=True)
 class LayoutSignatureRule:
-    """When owner keys are given, every one of them must have signed the layout (DSSE)."""
+    """When owner keys are given, every one of them must have signed the layout (DSSE).
+
+    Without owner keys nothing vouches for the layout: a warning, never a silent pass.
+    """
 
     envelope: Envelope | None
     keys: Sequence[Key]
@@ -52,7 +59,14 @@ class LayoutSignatureRule:
         rule = "layout signature"
         if not self.keys:
             how = "signed, but no --layout-key given" if self.envelope else "unsigned"
-            return RuleResult(True, f"layout {how}: its signature is not checked", "layout", rule)
+            return RuleResult(
+                True,
+                f"layout {how}: its signature is not checked (give --layout-key, or"
+                " --require-signed-layout to refuse this)",
+                "layout",
+                rule,
+                warning=True,
+            )
         if self.envelope is None:
             return RuleResult(False, "layout is not signed, but owner keys are required", "", rule)
         missing = []
@@ -66,6 +80,39 @@ class LayoutSignatureRule:
                 False, f"layout not signed by owner key(s) {', '.join(missing)}", self.source, rule
             )
         return RuleResult(True, f"signed by all {len(self.keys)} owner key(s)", self.source, rule)
+
+
+@dataclass(frozen=True)
+class KeyBindingRule:
+    """A signed layout must hold its functionaries' keys, not paths to key files.
+
+    A signature over `publicKeyPath: trainer.pub` covers the path, not the key: whoever
+    can replace the file chooses the trainer. `mlprov policy sign` embeds the keys.
+    """
+
+    layout: Layout
+    signed: bool
+
+    def evaluate(self) -> RuleResult | None:
+        files = sorted(
+            f"{name} ({spec.publicKeyPath})"
+            for name, spec in self.layout.functionaries.items()
+            if spec.publicKeyPath is not None
+        )
+        if not files:
+            return None
+        rule = "functionary keys bound"
+        if self.signed:
+            return RuleResult(
+                False,
+                f"publicKeyPath of {', '.join(files)} is not covered by the layout's signature:"
+                " re-sign with `mlprov policy sign`, which embeds the keys",
+                "layout",
+                rule,
+            )
+        return RuleResult(
+            True, f"key files read as they are now: {', '.join(files)}", "layout", rule
+        )
 
 
 @dataclass(frozen=True)
@@ -123,30 +170,45 @@ class AgreementRule:
 
 @dataclass(frozen=True)
 class SubjectRule:
-    """The released artifact must be a product of one of the named steps (same digest)."""
+    """The released artifact must be a product of a counted claim of one of the named steps:
+    the same digest, and a directory only a tree product, a file never one."""
 
     spec: SubjectRuleSpec
 
-    def evaluate(
-        self, name: str, digest: dict[str, str], *, products: dict[str, list[Artifacts]]
-    ) -> RuleResult:
+    def evaluate(self, subject: ReleasedSubject, *, counted: dict[str, list[Claim]]) -> RuleResult:
         rule = f"subject is a product of {' or '.join(self.spec.productOf)}"
+        name, digest = subject.name, subject.digest
         if self.spec.name and not fnmatch.fnmatch(name, self.spec.name):
             return RuleResult(
                 False, f"subject name {name} does not match {self.spec.name}", name, rule
             )
+        other_kind: list[str] = []
         for step in self.spec.productOf:
-            for artifacts in products.get(step, []):
-                for product, product_digest in artifacts.items():
-                    if _same_digest(digest, product_digest):
+            for claim in counted.get(step, []):
+                for product, product_digest in claim.products.items():
+                    if not _same_digest(digest, product_digest):
+                        continue
+                    kind = claim.product_kinds.get(product)
+                    if _kinds_agree(subject.kind, kind):
                         return RuleResult(True, f"product {product} of step {step}", name, rule)
+                    other_kind.append(f"{product} of step {step} is a {kind or 'file (unmarked)'}")
+        why = f"; a {subject.kind} never matches: {', '.join(other_kind)}" if other_kind else ""
         return RuleResult(
             False,
-            f"digest {digest_text(digest)} is not a product of a trusted claim of"
-            f" {' or '.join(self.spec.productOf)}",
+            f"digest {digest_text(digest)} is not a product of a counted claim of"
+            f" {' or '.join(self.spec.productOf)}{why}",
             name,
             rule,
         )
+
+
+def _kinds_agree(subject: str | None, product: str | None) -> bool:
+    """A directory matches only tree products; a file never matches a tree product."""
+    if subject == "tree":
+        return product == "tree"
+    if subject == "file":
+        return product != "tree"
+    return True
 
 
 def _same_digest(a: dict[str, str], b: dict[str, str]) -> bool:

@@ -1,11 +1,14 @@
 """Where the policy is decided: compose the layout's rules over the claims into a verdict.
 
 Phase 1 finds, per step, the claims signed by one of its functionaries (anything else is
-ignored, never counted). Phase 2 runs each such claim's artifact rules (MATCH looks at
-the trusted claims of other steps) and attribute rules. A functionary counts towards a
+ignored, never counted). Phase 2 runs each such claim's artifact rules and attribute
+rules, step by step in the order cross-step rules need. A functionary counts towards a
 threshold when every claim it signed for that step and predicate type passed; the
-counted functionaries must report the same artifacts. Then the layout-wide checks:
-expiry, the layout's signature, the released subject, and upstream VSAs.
+counted functionaries must report the same artifacts; those claims are then the step's
+*counted* claims, and the only ones MATCH (and DISALLOW ... FROM) rules of other steps
+see, so a replayed claim that failed its own rules can vouch for nothing. Then the
+layout-wide checks: expiry, the layout's signature and key binding, the released
+subject (always tied to a counted product), and upstream VSAs.
 """
 
 from __future__ import annotations
@@ -17,27 +20,31 @@ from typing import Any
 
 from securesystemslib.signer import Key
 
-from mlprov.policy.artifact_rules import ArtifactKind, ArtifactQueue
+from mlprov.policy.artifact_rules import ArtifactKind, ArtifactQueue, depends_on
 from mlprov.policy.attestations import Artifacts, Claim, ClaimSet
 from mlprov.policy.checks import (
     AgreementRule,
     ExpiryRule,
+    KeyBindingRule,
     LayoutSignatureRule,
     SubjectRule,
     ThresholdRule,
     VerificationRule,
 )
 from mlprov.policy.functionaries import Functionary
+from mlprov.policy.layout import SubjectRuleSpec
 from mlprov.policy.loader import CompiledStep, LoadedLayout
 from mlprov.policy.results import RuleResult, StepReport
 
 
 @dataclass(frozen=True)
 class ReleasedSubject:
-    """The artifact being released: its name and digest set."""
+    """The artifact being released: its name, digest set, and whether it is a `file` or a
+    `tree` (a directory; None when not known)."""
 
     name: str
     digest: dict[str, str]
+    kind: str | None = None
 
 
 @dataclass
@@ -51,6 +58,9 @@ class PolicyResult:
     subjects: list[ReleasedSubject]
     #: VSAs that satisfied expectedVerifications (for the VSA's dependencyLevels)
     upstream_vsas: list[Claim] = field(default_factory=list)
+    #: `verified`, `failed` or `not checked` (no owner keys given)
+    layout_signature: str = "not checked"
+    layout_signed: bool = False
 
     @property
     def passed(self) -> bool:
@@ -168,6 +178,66 @@ def _downgrade(result: RuleResult) -> RuleResult:
     )
 
 
+def _evaluation_order(loaded: LoadedLayout) -> list[int]:
+    """Step indexes ordered so that a step comes after the steps its cross-step rules read.
+
+    A step in a cycle of MATCH rules sees only what was counted before it (nothing, for
+    the first step of the cycle): claims never vouch for each other in a circle.
+    """
+    index = {step.name: i for i, step in enumerate(loaded.steps)}
+    order: list[int] = []
+    state: dict[int, str] = {}
+
+    def visit(i: int) -> None:
+        if i in state:
+            return
+        state[i] = "visiting"
+        compiled = loaded.steps[i]
+        for rule in (*compiled.material_rules, *compiled.product_rules):
+            other = depends_on(rule)
+            if other is not None and other in index and index[other] != i:
+                visit(index[other])
+        state[i] = "done"
+        order.append(i)
+
+    for i in range(len(loaded.steps)):
+        visit(i)
+    return order
+
+
+def _released_results(
+    loaded: LoadedLayout,
+    released: Sequence[ReleasedSubject],
+    counted: dict[str, list[Claim]],
+    *,
+    given: bool,
+) -> list[RuleResult]:
+    """The released artifacts against the layout's `subjects` rules.
+
+    A layout with no `subjects` rule still ties a subject the caller names (or a VSA is
+    asked about) to a product of a step whose claims counted: no layout passes an
+    arbitrary artifact.
+    """
+    layout = loaded.layout
+    rules = [SubjectRule(spec) for spec in layout.subjects]
+    if not rules and given:
+        rules = [SubjectRule(SubjectRuleSpec(productOf=[s.name for s in layout.steps]))]
+    results: list[RuleResult] = []
+    for rule in rules:
+        if not released:
+            results.append(
+                RuleResult(
+                    False,
+                    "no released subject: no step has counted products; give --subject",
+                    "",
+                    "subjects",
+                )
+            )
+        for item in released:
+            results.append(rule.evaluate(item, counted=counted))
+    return results
+
+
 def evaluate(
     loaded: LoadedLayout,
     claims: ClaimSet,
@@ -175,37 +245,42 @@ def evaluate(
     subjects: Sequence[ReleasedSubject] = (),
     layout_keys: Sequence[Key] = (),
     now: datetime | None = None,
+    require_subject: bool = False,
 ) -> PolicyResult:
     """Evaluate every rule of `loaded` over `claims`; never raises for a failed rule.
 
     `subjects`: the released artifacts (else the products of the layout's last step);
-    `layout_keys`: owner keys that must all have signed the layout; `now`: for expiry.
+    `layout_keys`: owner keys that must all have signed the layout; `now`: for expiry;
+    `require_subject`: a verdict about a subject will be signed (a VSA), so the subject
+    must be tied to a counted product even when the layout has no `subjects` rule.
     """
     now = now or datetime.now(UTC)
     layout = loaded.layout
     layout_report = StepReport("layout")
     layout_report.results.append(ExpiryRule(layout.expires).evaluate(now=now))
-    layout_report.results.append(
-        LayoutSignatureRule(loaded.envelope, layout_keys, loaded.source).evaluate()
-    )
+    signature = LayoutSignatureRule(loaded.envelope, layout_keys, loaded.source).evaluate()
+    layout_report.results.append(signature)
+    binding = KeyBindingRule(loaded.layout, signed=loaded.envelope is not None).evaluate()
+    if binding is not None:
+        layout_report.results.append(binding)
     states = _authenticate(loaded, claims.claims)
+    #: step -> the claims that counted towards its thresholds (all that other steps see)
+    counted: dict[str, list[Claim]] = {}
 
     def destinations(step: str, kind: ArtifactKind) -> list[Artifacts]:
-        state = states.get(step)
-        return [getattr(c, kind) for c in state.trusted] if state else []
+        return [getattr(c, kind) for c in counted.get(step, [])]
 
-    reports: list[StepReport] = []
-    accepted_products: dict[str, list[Artifacts]] = {}
-    accepted_materials: dict[str, list[Artifacts]] = {}
-    for step in layout.steps:
+    reports: dict[str, StepReport] = {}
+    for position in _evaluation_order(loaded):
+        step = layout.steps[position]
         state = states[step.name]
         report = StepReport(step.name)
+        reports[step.name] = report
         report.results.extend(state.ignored)
         if not any(c.step == step.name for c in claims.claims):
             report.results.append(
                 RuleResult(False, f"no attestations found for step {step.name}", "", "claims")
             )
-            reports.append(report)
             continue
         for index, expected in enumerate(step.expectedPredicates):
             accepted: dict[str, list[str]] = {}
@@ -231,30 +306,12 @@ def evaluate(
                 agreement = AgreementRule(step.name).evaluate(accepted_claims)
                 report.results.append(agreement)
                 if agreement.passed:
-                    accepted_products.setdefault(step.name, []).extend(
-                        c.products for c in accepted_claims
-                    )
-                    accepted_materials.setdefault(step.name, []).extend(
-                        c.materials for c in accepted_claims
-                    )
-        reports.append(report)
+                    counted.setdefault(step.name, []).extend(accepted_claims)
 
-    released = list(subjects) or _last_products([s.name for s in layout.steps], accepted_products)
-    for subject_rule in layout.subjects:
-        rule = SubjectRule(subject_rule)
-        if not released:
-            layout_report.results.append(
-                RuleResult(
-                    False,
-                    "no released subject: no step has accepted products; give --subject",
-                    "",
-                    "subjects",
-                )
-            )
-        for item in released:
-            layout_report.results.append(
-                rule.evaluate(item.name, item.digest, products=accepted_products)
-            )
+    released = list(subjects) or _last_products([s.name for s in layout.steps], counted)
+    layout_report.results.extend(
+        _released_results(loaded, released, counted, given=bool(subjects) or require_subject)
+    )
     upstream: list[Claim] = []
     for expected_vsa in layout.expectedVerifications:
         if expected_vsa.appliesTo == "subject":
@@ -262,8 +319,8 @@ def evaluate(
         else:
             targets = {
                 name: digest
-                for artifacts in accepted_materials.get(expected_vsa.appliesTo, [])
-                for name, digest in artifacts.items()
+                for claim in counted.get(expected_vsa.appliesTo, [])
+                for name, digest in claim.materials.items()
             }
         result, used = VerificationRule(expected_vsa).evaluate(
             claims.claims,
@@ -274,20 +331,29 @@ def evaluate(
         upstream.extend(used)
     return PolicyResult(
         layout=layout_report,
-        steps=reports,
+        steps=[reports[s.name] for s in layout.steps],
         claims=list(claims.claims),
         skipped=[(s.source, s.reason) for s in claims.skipped],
         subjects=released,
         upstream_vsas=upstream,
+        layout_signature=_signature_state(signature, checked=bool(layout_keys)),
+        layout_signed=loaded.envelope is not None,
     )
 
 
-def _last_products(steps: list[str], products: dict[str, list[Artifacts]]) -> list[ReleasedSubject]:
-    """The accepted products of the last step that has any (an evaluation step has none)."""
+def _signature_state(result: RuleResult, *, checked: bool) -> str:
+    if not checked:
+        return "not checked"
+    return "verified" if result.passed else "failed"
+
+
+def _last_products(steps: list[str], counted: dict[str, list[Claim]]) -> list[ReleasedSubject]:
+    """The counted products of the last step that has any (an evaluation step has none)."""
     for step in reversed(steps):
-        seen: dict[str, dict[str, str]] = {}
-        for artifacts in products.get(step, []):
-            seen.update(artifacts)
+        seen: dict[str, ReleasedSubject] = {}
+        for claim in counted.get(step, []):
+            for name, digest in claim.products.items():
+                seen[name] = ReleasedSubject(name, digest, claim.product_kinds.get(name))
         if seen:
-            return [ReleasedSubject(name, digest) for name, digest in sorted(seen.items())]
+            return [seen[name] for name in sorted(seen)]
     return []

@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from mlprov.errors import InputError
-from mlprov.policy.artifact_rules import ArtifactRule, MatchRule, parse_artifact_rule
+from mlprov.policy.artifact_rules import ArtifactRule, depends_on, parse_artifact_rule
 from mlprov.policy.attribute_rules import AttributeRule
 from mlprov.policy.functionaries import Functionary, build_functionary
 from mlprov.policy.layout import Layout
@@ -171,10 +171,10 @@ def _compile_step(layout: Layout, index: int, source: str) -> CompiledStep:
                 rule = parse_artifact_rule(text)
             except InputError as exc:
                 raise InputError(f"{source}: step {step.name} {kind}: {exc}") from None
-            if isinstance(rule, MatchRule) and rule.dest_step not in names:
+            other = depends_on(rule)
+            if other is not None and other not in names:
                 raise InputError(
-                    f"{source}: step {step.name} rule {text!r} refers to unknown step"
-                    f" {rule.dest_step!r}"
+                    f"{source}: step {step.name} rule {text!r} refers to unknown step {other!r}"
                 )
             out.append(rule)
         return out
@@ -207,6 +207,38 @@ def validate_layout(data: bytes, *, source: str = "layout") -> tuple[Layout, Env
         raise InputError(f"{source}: invalid layout at /{where}: {first['msg']}") from None
     _validate_references(layout, source)
     return layout, envelope
+
+
+def embed_keys(data: bytes, *, base_dir: Path, source: str = "layout") -> bytes:
+    """The layout with every `publicKeyPath` functionary's key read now and embedded as
+    `publicKey` PEM, so that a signature over the layout covers the keys themselves.
+
+    A layout that names no key file is returned byte for byte (its comments kept).
+    """
+    from mlprov.signing.keys import load_public_key, public_pem
+
+    layout, envelope = validate_layout(data, source=source)
+    if envelope is not None:
+        raise InputError(f"{source} is already signed")
+    files = {
+        name: spec.publicKeyPath
+        for name, spec in layout.functionaries.items()
+        if spec.publicKeyPath is not None
+    }
+    if not files:
+        return data
+    doc, _ = _parse_document(data, source)
+    for name, relative in files.items():
+        path = Path(relative)
+        key = load_public_key(path if path.is_absolute() else base_dir / path)
+        doc["functionaries"][name] = {"publicKey": public_pem(key).decode()}
+    header = (
+        "# Signed by `mlprov policy sign`: the keys of "
+        + ", ".join(f"{name} ({files[name]})" for name in sorted(files))
+        + " are embedded below,\n# so the signature covers them.\n"
+    )
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+    return (header + text).encode()
 
 
 def parse_layout(

@@ -24,8 +24,10 @@ parameters:
   metric: accuracy            # the evaluation metric that gates the release ...
   min_score: {min_score}      # ... and its minimum (double() in the rule: ints work too)
 
-# Who may sign for each step: PEM public keys (publicKeyPath, relative to this file),
-# securesystemslib keys (keyType/scheme/keyVal) or Sigstore identities:
+# Who may sign for each step: PEM public keys (publicKey, embedded here so that a signed
+# layout covers the keys themselves; publicKeyPath names a file relative to this layout,
+# which a signed layout refuses), securesystemslib keys (keyType/scheme/keyVal) or Sigstore
+# identities:
 #   ci: {{sigstore: {{issuer: https://token.actions.githubusercontent.com,
 #                   subject: "https://github.com/org/repo/.github/workflows/train.yml@refs/heads/main"}}}}
 functionaries:
@@ -47,13 +49,18 @@ steps:
           - rule: "predicate.buildDefinition.buildType in [
               'https://mlprov.dev/buildtypes/dataset-preparation/v1',
               'https://mlprov.dev/buildtypes/run/v1']"
+          # A run that mlprov watched records its outcome: a failed run does not count.
+          - rule: "{succeeded}"
 
   # 2. Training: the model must be trained on the dataset step's training split.
   - name: train
     expectedMaterials:
       - "MATCH {{train_data}} WITH products FROM dataset"
       - "DISALLOW {{train_data}}" # a dataset whose digest the dataset step did not produce
-      - "DISALLOW {{test_data}}"  # never train on the test split
+      # Never train on the test split, whatever it is called: nothing left may have the
+      # digest of a product of the dataset step (mlprov's digest rule).
+      - "DISALLOW * WITH products FROM dataset"
+      - "DISALLOW {{test_data}}"  # nor anything called like the test split
       - "ALLOW *"                 # code, config, base image, packages
     expectedProducts:
       - "CREATE {{model}}"
@@ -64,6 +71,7 @@ steps:
         threshold: 1              # raise with more functionaries: distinct signers needed
         expectedAttributes:
           - rule: "predicate.buildDefinition.buildType == 'https://mlprov.dev/buildtypes/training/v1'"
+          - rule: "{succeeded}"
 
   # 3. Evaluation: a test result about the trained model (a test result's materials are
   #    its subjects), with the metric above the bar.
@@ -87,6 +95,14 @@ subjects:
 """
 
 
+#: CEL: a run whose outcome was recorded (mlprov run, TrainingRun) succeeded; a step
+#: recorded after the fact (mlprov attest) records none.
+SUCCEEDED = (
+    "!('metadata' in predicate.runDetails) || !('mlprov' in predicate.runDetails.metadata)"
+    " || predicate.runDetails.metadata.mlprov.outcome == 'succeeded'"
+)
+
+
 def starter_layout(
     *,
     keys: dict[str, str],
@@ -95,26 +111,39 @@ def starter_layout(
     base_dir: Path,
     name: str = "layout.yaml",
 ) -> str:
-    """The starter layout's YAML text; `keys` maps step -> public key file."""
-    names: dict[str, str] = {}
+    """The starter layout's YAML text; `keys` maps step -> public key file.
+
+    Each key is read now and embedded (`publicKey`), one functionary per distinct key.
+    """
+    from mlprov.signing.dsse import key_identity
+    from mlprov.signing.keys import load_public_key, public_pem
+
+    names: dict[str, str] = {}  # key identity (or placeholder path) -> functionary name
     entries: list[str] = []
     signer: dict[str, str] = {}
     for step in STEPS:
         path = keys.get(step)
         if path is None:
-            functionary = f"{step}-signer"
-            relative = f"{step}.pub"
-            comment = "  # placeholder: put this step's public key here"
+            identity = functionary = f"{step}-signer"
+            entry = (
+                f"  {functionary}:\n"
+                f'    publicKeyPath: "{step}.pub"  # placeholder: put this step\'s key here'
+            )
         else:
-            relative = os.path.relpath(Path(path).resolve(), Path(base_dir).resolve())
-            functionary = names.get(relative) or Path(path).stem
-            if relative not in names and functionary in names.values():
+            key = load_public_key(Path(path))
+            identity = key_identity(key)
+            functionary = names.get(identity) or Path(path).stem
+            if identity not in names and functionary in names.values():
                 functionary = f"{functionary}-{step}"
-            comment = ""
-        if relative not in names:
-            names[relative] = functionary
-            entries.append(f"  {functionary}:\n    publicKeyPath: {json.dumps(relative)}{comment}")
-        signer[step] = names[relative]
+            pem = public_pem(key).decode().strip().replace("\n", "\n      ")
+            entry = (
+                f"  {functionary}:  # from {json.dumps(os.path.relpath(path, base_dir))}\n"
+                f"    publicKey: |\n      {pem}"
+            )
+        if identity not in names:
+            names[identity] = functionary
+            entries.append(entry)
+        signer[step] = names[identity]
     stamp = expires.replace(microsecond=0).isoformat().replace("+00:00", "Z")
     return _TEMPLATE.format(
         expires=stamp,
@@ -124,4 +153,5 @@ def starter_layout(
         dataset_signer=signer["dataset"],
         train_signer=signer["train"],
         eval_signer=signer["eval"],
+        succeeded=SUCCEEDED.replace('"', '\\"'),
     )

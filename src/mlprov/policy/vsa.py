@@ -8,7 +8,7 @@ from collections import Counter
 from mlprov.policy.engine import PolicyResult
 from mlprov.policy.loader import LoadedLayout
 from mlprov.predicates.vsa import VsaInput, VsaPolicy, build_vsa
-from mlprov.statement import ResourceDescriptor, Statement
+from mlprov.statement import DIGEST_OF, ResourceDescriptor, Statement
 
 
 def vsa_statement(
@@ -21,7 +21,8 @@ def vsa_statement(
 ) -> Statement:
     """A VSA Statement for `result`: subjects are the released artifacts.
 
-    The policy digest is over the layout's exact bytes; inputs are every attestation
+    The policy digest is over the layout's exact bytes, and its annotations say whether
+    the layout's signature was checked; inputs are every attestation
     read, by the digest of its exact bytes; dependencyLevels count the levels of the
     upstream VSAs the layout required.
     """
@@ -29,12 +30,27 @@ def vsa_statement(
     for claim in result.upstream_vsas:
         predicate = claim.statement.get("predicate") or {}
         levels.update(str(level) for level in predicate.get("verifiedLevels") or [])
-    subjects = [ResourceDescriptor(name=s.name, digest=dict(s.digest)) for s in result.subjects]
+    subjects = [
+        ResourceDescriptor(
+            name=s.name,
+            digest=dict(s.digest),
+            annotations={DIGEST_OF: s.kind} if s.kind else None,
+        )
+        for s in result.subjects
+    ]
+    policy = VsaPolicy(
+        uri=policy_uri,
+        digest={"sha256": hashlib.sha256(loaded.raw).hexdigest()},
+        annotations={
+            "mlprov_layoutSignature": result.layout_signature,
+            "mlprov_layoutSigned": result.layout_signed,
+        },
+    )
     return build_vsa(
         subjects=subjects,
         verifier_id=verifier_id,
         resource_uri=resource_uri or ",".join(s.name for s in result.subjects),
-        policy=VsaPolicy(uri=policy_uri, digest={"sha256": hashlib.sha256(loaded.raw).hexdigest()}),
+        policy=policy,
         inputs=[VsaInput(uri=c.source, digest=c.digest) for c in result.claims],
         passed=result.passed,
         verified_levels=loaded.layout.verifiedLevels,

@@ -7,7 +7,7 @@ modelled; unknown fields of VSAs read from elsewhere are kept.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +33,11 @@ class VsaPolicy(_Model):
 
     uri: str | None = None
     digest: dict[str, str] | None = None
+    annotations: dict[str, Any] | None = Field(
+        default=None,
+        description="mlprov_layoutSignature: verified | failed | not checked;"
+        " mlprov_layoutSigned: whether the layout was DSSE-signed at all",
+    )
 
 
 class VsaInput(_Model):
