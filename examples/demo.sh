@@ -12,10 +12,11 @@ export MLPROV_STORE="$PWD/$OUT/store.sqlite3"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "1. Keys: one for data preparation, one for the trainer, one for the release gate"
+step "1. Keys: data preparation, the trainer, the release gate, and the policy's owner"
 mlprov keygen --out "$OUT/data" --no-password
 mlprov keygen --out "$OUT/trainer" --no-password
 mlprov keygen --out "$OUT/gate" --no-password
+mlprov keygen --out "$OUT/owner" --no-password
 
 step "2. Dataset preparation, run and recorded by mlprov run (signed on write)"
 mlprov run --step dataset --products "$OUT/data/train" "$OUT/data/test" \
@@ -73,7 +74,11 @@ step "8. Release gate: the attestations against a layout, leaving a signed VSA"
 mlprov policy init --out "$OUT/layout.yaml" --key dataset="$OUT/data.pub" \
   --key train="$OUT/trainer.pub" --key eval="$OUT/trainer.pub"
 mlprov policy lint "$OUT/layout.yaml"
-mlprov policy check "$OUT/layout.yaml" --attestations "$ATT" --subject "$OUT/lr-model" \
+echo "-- the policy's owner signs the layout (its functionaries' keys are embedded in it);"
+echo "   the gate refuses to run a layout whose signature it has not checked"
+mlprov policy sign "$OUT/layout.yaml" --key "$OUT/owner.key" --out "$OUT/layout.signed.json"
+mlprov policy check "$OUT/layout.signed.json" --layout-key "$OUT/owner.pub" --require-signed-layout \
+  --attestations "$ATT" --subject "$OUT/lr-model" \
   --vsa-out "$OUT/lr-model.vsa.intoto.json" --vsa-key "$OUT/gate.key" \
   --verifier-id https://mlprov.dev/demo/release-gate
 mlprov verify "$OUT/lr-model.vsa.intoto.json" --key "$OUT/gate.pub"
