@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 CHECK_EPILOG = """\b
 Examples:
-  mlprov policy check layout.yaml --attestations out/
+  mlprov policy check layout.yaml --attestations out/ --junit gate.xml --summary gate.md
   mlprov policy check layout.yaml --attestations out/ --subject out/model \\
       --param min_accuracy=0.9 --layout-key owner.pub
   mlprov policy check layout.yaml --attestations out/ --subject out/model \\
@@ -294,6 +294,18 @@ def _print_report(result: PolicyResult) -> None:
     is_flag=True,
     help="Refuse to evaluate a layout whose signature is not checked (needs --layout-key).",
 )
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the verdict as JUnit XML (a testcase per rule).",
+)
+@click.option(
+    "--summary",
+    "summary_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write a Markdown summary (on GitHub Actions it is added to the job summary).",
+)
 @trust_cache_option
 @force_option
 @json_option
@@ -317,6 +329,8 @@ def check(
     trusted_root: Path | None,
     staging: bool,
     require_signed_layout: bool,
+    junit_path: Path | None,
+    summary_path: Path | None,
     trust_cache: bool,
     force: bool,
     as_json: bool,
@@ -340,10 +354,11 @@ def check(
         raise InputError("--vsa-out needs --vsa-key and --verifier-id")
     if (vsa_key or verifier_id) and not vsa_out:
         raise InputError("--vsa-key and --verifier-id need --vsa-out")
-    if vsa_out:
-        from mlprov.fsio import check_writable
+    from mlprov.fsio import check_writable
 
-        check_writable(vsa_out, force=force)
+    for output in (vsa_out, junit_path, summary_path):
+        if output is not None:
+            check_writable(output, force=force)
     signer = load_signer(vsa_key, password_env=password_env) if vsa_key else None
     loaded = load_layout(
         layout_path,
@@ -377,6 +392,7 @@ def check(
         import hashlib
 
         vsa_digest = hashlib.sha256(data).hexdigest()
+    _ci_reports(result, layout_path, vsa_out, junit_path, summary_path, force=force, err=as_json)
     if as_json:
         out = result.to_dict()
         if vsa_out:
@@ -389,6 +405,41 @@ def check(
             click.echo(f"wrote VSA ({verdict}) {vsa_out}")
     if not result.passed:
         ctx.exit(1)
+
+
+def _ci_reports(
+    result: PolicyResult,
+    layout_path: Path,
+    vsa_out: Path | None,
+    junit_path: Path | None,
+    summary_path: Path | None,
+    *,
+    force: bool,
+    err: bool,
+) -> None:
+    """JUnit XML and Markdown files when asked; on GitHub Actions, annotations and the job
+    summary (appended to $GITHUB_STEP_SUMMARY, as every step there does)."""
+    from mlprov.cli import gate_reports
+
+    layout = str(layout_path)
+    if junit_path is not None:
+        write_bytes_atomic(junit_path, gate_reports.junit_xml(result, layout=layout), force=force)
+    markdown = gate_reports.markdown_summary(
+        result, layout=layout, vsa=str(vsa_out) if vsa_out else None
+    )
+    if summary_path is not None:
+        write_bytes_atomic(summary_path, markdown.encode(), force=force)
+    if not gate_reports.on_github_actions():
+        return
+    for line in gate_reports.github_annotations(result):
+        click.echo(line, err=err)
+    job_summary = gate_reports.github_step_summary()
+    if job_summary is not None:
+        try:
+            with job_summary.open("a", encoding="utf-8") as handle:
+                handle.write(markdown + "\n")
+        except OSError as exc:
+            click.echo(f"mlprov: warning: cannot append to $GITHUB_STEP_SUMMARY ({exc})", err=True)
 
 
 @policy.command(epilog=LINT_EPILOG)
