@@ -106,7 +106,7 @@ def attest_eval(p: Pipeline, model: Path, out: Path, *, accuracy: float, key: st
     result = run_cli(
         "attest", "eval", "--model", model, "--dataset", f"test={p.root / 'data' / 'test'}",
         "--metrics", metrics, "--threshold", "accuracy>=0.8", "--sign", p.key(key),
-        "--out", out,
+        "--out", out, "--force",
     )  # fmt: skip
     assert result.code in (0, 1), result
     metrics.unlink()

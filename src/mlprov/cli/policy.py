@@ -21,6 +21,7 @@ from mlprov.policy import (
     collect_claims,
     evaluate,
     load_layout,
+    parse_layout,
 )
 from mlprov.policy.attestations import ClaimSet
 from mlprov.policy.loader import embed_keys
@@ -50,6 +51,8 @@ Examples:
 
 INIT_EPILOG = """\b
 Examples:
+  mlprov policy init --from out/attestations --subject out/lr-model \\
+      --key data.pub --key trainer.pub --out layout.yaml
   mlprov policy init --out layout.yaml --key dataset=data.pub --key train=trainer.pub \\
       --key eval=trainer.pub
   mlprov policy init --out layout.yaml --key release.pub    # one key for every step
@@ -519,13 +522,40 @@ def lint(
 )
 @click.option("--min-accuracy", default="0.5", show_default=True, help="Default threshold.")
 @click.option("--days", type=click.IntRange(min=1), default=365, show_default=True)
+@click.option(
+    "--from",
+    "from_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Write the layout from these signed attestations (directory or file; repeatable).",
+)
+@click.option(
+    "--subject",
+    "subject_path",
+    type=click.Path(path_type=Path),
+    help="With --from: the model the layout releases (file or directory).",
+)
 @force_option
 @json_option
 def init(
-    out_path: Path, keys: tuple[str, ...], min_accuracy: str, days: int, force: bool, as_json: bool
+    out_path: Path,
+    keys: tuple[str, ...],
+    min_accuracy: str,
+    days: int,
+    from_paths: tuple[Path, ...],
+    subject_path: Path | None,
+    force: bool,
+    as_json: bool,
 ) -> None:
-    """Write a commented starter layout for the dataset → train → eval → release pipeline."""
+    """Write a commented starter layout for the dataset → train → eval → release pipeline,
+    or (--from) one written from real attestations: their steps, artifacts, signers, metrics.
+    """
     from mlprov.policy.starter import STEPS, starter_layout
+
+    expires = datetime.now(UTC) + timedelta(days=days)
+    if from_paths or subject_path:
+        _init_from(from_paths, subject_path, keys, expires, out_path, force=force, as_json=as_json)
+        return
 
     chosen: dict[str, str] = {}
     for item in keys:
@@ -540,7 +570,7 @@ def init(
         load_public_key(Path(path))  # refuse a bad key now, not at check time
     text = starter_layout(
         keys=chosen,
-        expires=datetime.now(UTC) + timedelta(days=days),
+        expires=expires,
         min_accuracy=float(min_accuracy),
         base_dir=out_path.parent,
         name=out_path.name,
@@ -550,6 +580,55 @@ def init(
         echo_json({"out": str(out_path), "steps": list(STEPS)})
     else:
         click.echo(f"wrote {out_path}; check it with: mlprov policy lint {out_path}")
+
+
+def _init_from(
+    from_paths: Sequence[Path],
+    subject_path: Path | None,
+    keys: Sequence[str],
+    expires: datetime,
+    out_path: Path,
+    *,
+    force: bool,
+    as_json: bool,
+) -> None:
+    from mlprov.fsio import check_writable
+    from mlprov.policy.inferred import layout_from_claims
+
+    if not from_paths or subject_path is None:
+        raise InputError("--from ATTESTATIONS and --subject MODEL go together")
+    check_writable(out_path, force=force)
+    paths = [Path(k.partition("=")[2] or k) for k in keys]
+    public = [(p.name.removesuffix(".pub").removesuffix(".pem"), load_public_key(p)) for p in paths]
+    claims = collect_claims(list(from_paths), exclude={out_path})
+    [released] = _released([subject_path], trust_cache=False)
+    text = layout_from_claims(
+        claims.claims,
+        subject=released.digest,
+        subject_name=released.name,
+        keys=public,
+        expires=expires,
+    )
+    # Never write a layout that does not load, or that the attestations it came from fail.
+    loaded = parse_layout(text.encode(), source=str(out_path), base_dir=out_path.parent)
+    result = evaluate(loaded, claims, subjects=[released])
+    if not result.passed:
+        step, first = result.failures[0]
+        raise InputError(
+            f"the attestations fail the layout written from them ({step}: {first.rule}:"
+            f" {first.reason}); fix them, or start from `mlprov policy init` without --from"
+        )
+    write_bytes_atomic(out_path, text.encode(), force=force)
+    steps = [s.name for s in loaded.layout.steps]
+    if as_json:
+        echo_json({"out": str(out_path), "steps": steps, "skipped": len(claims.skipped)})
+    else:
+        for source, reason in [(s.source, s.reason) for s in claims.skipped]:
+            click.echo(f"skipped  {source}: {reason}", err=True)
+        click.echo(
+            f"wrote {out_path} ({len(steps)} steps: {', '.join(steps)}); it passes the"
+            f" attestations it was written from; review it, then: mlprov policy lint {out_path}"
+        )
 
 
 @policy.command(epilog=SIGN_EPILOG)
