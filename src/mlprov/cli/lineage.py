@@ -154,4 +154,4 @@ def _write_picture(graph: LineageGraph, fmt: str, out: Path | None, force: bool)
     elif fmt == "png" and sys.stdout.isatty():
         raise InputError("a PNG on a terminal: give --out FILE or redirect stdout")
     else:
-        click.echo(data, nl=False)
+        click.echo(data.decode() if fmt == "svg" else data, nl=False)

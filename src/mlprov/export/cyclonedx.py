@@ -246,6 +246,10 @@ def _workflow(evidence: Evidence, fact: AttestationFact, refs: dict[str, str]) -
         {"name": "mlprov:attestation", "value": attestation_uri(fact.digest)},
         {"name": "mlprov:signers", "value": _text(", ".join(fact.signers))},
     ]
+    external = definition.get("externalParameters") if isinstance(definition, dict) else None
+    for name in ("entryPoint", "command", "source"):
+        if isinstance(external, dict) and external.get(name):
+            properties.append({"name": f"mlprov:{name}", "value": _text(external[name])})
     builder = run.get("builder") if isinstance(run, dict) else None
     if isinstance(builder, dict) and builder.get("id"):
         properties.append({"name": "mlprov:builder", "value": _text(builder["id"])})

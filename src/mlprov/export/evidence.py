@@ -401,7 +401,7 @@ class EvidenceWalker:
             try:
                 evidence = self.verifier.verify(signed)
             except VerificationError as exc:
-                fact.reason = str(exc)
+                fact.reason = str(exc).removeprefix(f"{stored.digest}: ")
                 return fact
             fact.verified, fact.signers = True, evidence.signers
         elif stored.verified:

@@ -53,6 +53,13 @@ tr.bad td{background:#fce8e6}
 .warn{border-left:4px solid #d93025;background:#fce8e6;padding:8px 12px;margin:8px 0}
 :target{outline:3px solid #fbbc04}
 .muted{color:#5f6368}
+td code{word-break:break-all}
+.graph svg{max-width:100%;height:auto}
+#attestations{table-layout:fixed}
+#attestations th:nth-child(1),#attestations th:nth-child(2){width:9%}
+#attestations th:nth-child(3){width:24%}#attestations th:nth-child(4){width:22%}
+#attestations th:nth-child(5){width:12%}#attestations th:nth-child(6){width:24%}
+td{overflow-wrap:anywhere}
 """
 
 
