@@ -14,12 +14,11 @@ from typing import Any
 
 from securesystemslib.signer import CryptoSigner
 
-from mlprov.predicates import SLSA_PROVENANCE_V1, TEST_RESULT_V01, VSA_V1
+from mlprov.predicates import TEST_RESULT_V01, VSA_V1
 from mlprov.statement import Statement
 from mlprov.store import UNVERIFIED, SignatureVerifier, open_store
-from store_support import hexdigest, new_signer, sign, write_public_key
+from store_support import hexdigest, new_signer, provenance, sign, write_public_key
 
-BUILD = "https://mlprov.dev/buildtypes/{}/v1"
 COMMIT = "c0ffee" * 6 + "abcd"
 
 
@@ -39,29 +38,16 @@ def slsa(
     external: dict[str, Any] | None = None,
     internal: dict[str, Any] | None = None,
 ) -> Statement:
-    return Statement.model_validate(
-        {
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": subjects,
-            "predicateType": SLSA_PROVENANCE_V1,
-            "predicate": {
-                "buildDefinition": {
-                    "buildType": BUILD.format(build),
-                    "externalParameters": {"step": step, **(external or {})},
-                    "internalParameters": internal or {},
-                    "resolvedDependencies": deps,
-                },
-                "runDetails": {
-                    "builder": {"id": "https://ci.example.com/runner"},
-                    "metadata": {
-                        "invocationId": f"run-{step}",
-                        "startedOn": "2026-01-02T10:00:00Z",
-                        "finishedOn": "2026-01-02T11:30:00Z",
-                    },
-                },
-            },
-        }
-    )
+    statement = provenance(step, build, subjects, deps)
+    predicate = statement.predicate or {}
+    predicate["buildDefinition"]["externalParameters"].update(external or {})
+    predicate["buildDefinition"]["internalParameters"] = internal or {}
+    predicate["runDetails"]["metadata"] = {
+        "invocationId": f"run-{step}",
+        "startedOn": "2026-01-02T10:00:00Z",
+        "finishedOn": "2026-01-02T11:30:00Z",
+    }
+    return statement
 
 
 def evaluation(model: dict[str, Any], data: dict[str, Any], accuracy: float) -> Statement:

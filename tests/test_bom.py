@@ -294,3 +294,52 @@ def test_sign_wraps_the_bom_in_a_statement_the_store_accepts(
     stored = run_cli("store", "add", out, "--key", tmp_path / "release.pub",
                      "--store", pipeline.store)  # fmt: skip
     assert stored.code == 0 and "added" in stored.out
+
+
+def test_json_summary(pipeline: Pipeline, tmp_path: Path) -> None:
+    result = run_cli("bom", pipeline.model, "--store", pipeline.store, "--json",
+                     "--out", tmp_path / "b.json")  # fmt: skip
+    assert result.code == 0, result
+    summary = json.loads(result.out)
+    assert sorted(a["digest"] for a in summary["attestations"]) == sorted(pipeline.trusted)
+    assert sorted(u["digest"] for u in summary["unverified"]) == sorted(pipeline.untrusted)
+    fields = {c["field"]: c["status"] for c in summary["completeness"]}
+    assert fields["datasets with licenses"] == "present"
+    assert fields["signer identities"] == "missing"
+    no_out = run_cli("bom", pipeline.model, "--store", pipeline.store, "--json")
+    assert no_out.code == 2 and "--out" in no_out.err
+
+
+def test_hostile_attestation_values_give_a_bom_or_one_line(tmp_path: Path) -> None:
+    pipeline = build_pipeline(tmp_path)
+    deep: dict[str, Any] = {}
+    for _ in range(60):
+        deep = {"format": "pickle", "nested": deep}
+    statement = slsa(
+        "x" * 5000,
+        "training",
+        [{"name": "m" * 20000, "digest": {"sha256": hexdigest("hostile"), "md5": "zz"},
+          "annotations": {"files": deep, "license": "MIT"}}],
+        [{"name": "d", "uri": "pkg:%%%not a purl", "digest": {"sha512": "not-hex"}},
+         {"name": "e", "uri": "http://exa mple.com/<x>", "annotations": {"role": "dataset"}},
+         {"name": "f", "uri": "git+ssh://h/x", "digest": {"gitCommit": "abc"}}],
+        external={"config": {"a": {"b": [1, {"c": None}]}, "task": {"not": "a string"}}},
+        internal={"energyConsumption": {"training": "lots", "inference": {"quantity": True}}},
+    )  # fmt: skip
+    signed = sign(statement, pipeline.signers["trainer"])
+    verifier = SignatureVerifier(keys=[pipeline.signers["trainer"].public_key])
+    with open_store(pipeline.store) as store:
+        store.add(signed, evidence=verifier.verify(signed))
+    for fmt in ("cyclonedx", "spdx3"):
+        out = tmp_path / f"hostile.{fmt}.json"
+        result = run_cli("bom", "sha256:" + hexdigest("hostile"), "--format", fmt,
+                         "--store", pipeline.store, "--out", out)  # fmt: skip
+        assert result.code in (0, 2), result
+        assert "Traceback" not in result.err
+        if result.code == 2:
+            assert result.err.count("\n") == 1 and not out.exists()
+        else:
+            assert len(out.read_bytes()) < 2_000_000
+    report = run_cli("report", "sha256:" + hexdigest("hostile"), "--store", pipeline.store,
+                     "--html", tmp_path / "hostile.html")  # fmt: skip
+    assert report.code in (0, 2) and "Traceback" not in report.err

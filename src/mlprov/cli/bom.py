@@ -9,9 +9,10 @@ from typing import Any, TypeVar
 
 import click
 
-from mlprov.cli._common import force_option, sign_options, signers_from
+from mlprov.cli._common import echo_json, force_option, json_option, sign_options, signers_from
 from mlprov.cli.store import store_option
 from mlprov.cli.verify import identities_from, sigstore_options, trusted_key_options
+from mlprov.errors import InputError
 from mlprov.export.evidence import Evidence
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,15 +75,52 @@ def summary_lines(evidence: Evidence) -> list[str]:
     return lines
 
 
+def summary_json(evidence: Evidence, **extra: Any) -> dict[str, Any]:
+    """The summary as JSON: what was used, what was left out, and completeness."""
+    from mlprov.export.completeness import completeness
+
+    return {
+        "model": {"name": evidence.model.name, "digest": evidence.root},
+        "store": evidence.store,
+        "verifiedBy": evidence.verified_by,
+        "attestations": [
+            {"digest": f.digest, "kind": f.kind, "step": f.step, "signers": list(f.signers)}
+            for f in evidence.attestations
+        ],
+        "unverified": [
+            {"digest": f.digest, "kind": f.kind, "step": f.step, "reason": f.reason}
+            for f in evidence.unverified
+        ],
+        "completeness": [c.to_dict() for c in completeness(evidence)],
+        **extra,
+    }
+
+
+def report_summary(evidence: Evidence, *, as_json: bool, **extra: Any) -> None:
+    """Print the summary: JSON on stdout, or lines on stderr."""
+    if as_json:
+        echo_json(summary_json(evidence, **extra))
+        return
+    for line in summary_lines(evidence):
+        click.echo(line, err=True)
+
+
 def build_document(evidence: Evidence, fmt: str) -> tuple[dict[str, Any], str]:
-    """(document, predicate type) of the BOM in `fmt`."""
-    if fmt == "cyclonedx":
-        from mlprov.export import cyclonedx
+    """(document, predicate type) of the BOM in `fmt`.
 
-        return cyclonedx.build_cyclonedx(evidence), cyclonedx.PREDICATE_TYPE
-    from mlprov.export import spdx3
+    A value from an attestation that the format's library refuses (a type or pattern it
+    checks) is bad input: one line naming the format, never a traceback.
+    """
+    try:
+        if fmt == "cyclonedx":
+            from mlprov.export import cyclonedx
 
-    return spdx3.build_spdx3(evidence), spdx3.PREDICATE_TYPE
+            return cyclonedx.build_cyclonedx(evidence), cyclonedx.PREDICATE_TYPE
+        from mlprov.export import spdx3
+
+        return spdx3.build_spdx3(evidence), spdx3.PREDICATE_TYPE
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"cannot write the {fmt} BOM from these attestations: {exc}") from None
 
 
 def signed_statement(
@@ -125,6 +163,7 @@ def signed_statement(
     help="Exit 1 (after writing) when anything is missing or could not be verified.",
 )
 @sign_options
+@json_option
 @click.pass_context
 def bom(
     ctx: click.Context,
@@ -136,6 +175,7 @@ def bom(
     strict: bool,
     sign_keys: tuple[str, ...],
     password_env: str | None,
+    as_json: bool,
     **verify_opts: Any,
 ) -> None:
     """Write the AI-BOM of MODEL (a model PATH or its DIGEST) from the attestation store.
@@ -148,6 +188,8 @@ def bom(
     """
     from mlprov.fsio import check_writable, write_bytes_atomic
 
+    if as_json and out is None:
+        raise InputError("--json prints the summary on stdout: give --out FILE for the BOM")
     if out is not None:
         check_writable(out, force=force)
     signers = signers_from(sign_keys, password_env)
@@ -161,9 +203,10 @@ def bom(
         click.echo(data.decode(), nl=False)
     else:
         write_bytes_atomic(out, data, force=force)
-    for line in summary_lines(evidence):
-        click.echo(line, err=True)
-    if out is not None:
+    report_summary(
+        evidence, as_json=as_json, out=str(out) if out else None, format=fmt, signed=bool(signers)
+    )
+    if out is not None and not as_json:
         what = "signed " if signers else ""
         click.echo(f"wrote {what}{fmt} AI-BOM of {evidence.root} to {out}", err=True)
     if strict:

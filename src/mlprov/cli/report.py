@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from mlprov.cli._common import force_option
-from mlprov.cli.bom import build_document, collect_evidence, evidence_options, summary_lines
+from mlprov.cli._common import force_option, json_option
+from mlprov.cli.bom import build_document, collect_evidence, evidence_options, report_summary
 from mlprov.errors import InputError
 
 EPILOG = """\b
@@ -38,7 +38,10 @@ Examples:
     help="Lineage layout: Graphviz dot where installed (auto), or the built-in layout.",
 )
 @force_option
-def report(model: str, html_out: Path, graph: str, force: bool, **verify_opts: Any) -> None:
+@json_option
+def report(
+    model: str, html_out: Path, graph: str, force: bool, as_json: bool, **verify_opts: Any
+) -> None:
     """Write an HTML audit report of MODEL (a model PATH or its DIGEST) from the store.
 
     One file that opens offline: the lineage graph, every attestation with its step,
@@ -62,6 +65,6 @@ def report(model: str, html_out: Path, graph: str, force: bool, **verify_opts: A
         boms.append((label, f"{stem}.{suffix}", json.dumps(document, indent=2).encode()))
     text = render_report(evidence, boms=boms, engine=graph)
     write_bytes_atomic(html_out, text.encode(), force=force)
-    for line in summary_lines(evidence):
-        click.echo(line, err=True)
-    click.echo(f"wrote the audit report of {evidence.root} to {html_out}", err=True)
+    report_summary(evidence, as_json=as_json, html=str(html_out))
+    if not as_json:
+        click.echo(f"wrote the audit report of {evidence.root} to {html_out}", err=True)

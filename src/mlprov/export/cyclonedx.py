@@ -104,9 +104,11 @@ def _component(evidence: Evidence, artifact: ArtifactFact) -> Any:
             if artifact.role == "source"
             else ExternalReferenceType.DISTRIBUTION
         )
+        from cyclonedx.exception import CycloneDxException
+
         try:
             references.append(ExternalReference(type=link, url=XsUri(artifact.uri)))
-        except ValueError:
+        except (ValueError, CycloneDxException):
             properties.append(Property(name="mlprov:uri", value=_text(artifact.uri)))
     if artifact.role == "source" and "gitCommit" in artifact.digests:
         version = artifact.digests["gitCommit"]
@@ -204,16 +206,9 @@ def _model_card(evidence: Evidence, key: str, refs: dict[str, str]) -> dict[str,
 
 def _workflow(evidence: Evidence, fact: AttestationFact, refs: dict[str, str]) -> dict[str, Any]:
     """One formulation workflow from a step's SLSA provenance (or link)."""
-    predicate = fact.predicate
-    definition = predicate.get("buildDefinition") or {}
-    run = predicate.get("runDetails") or {}
-    metadata = run.get("metadata") or {} if isinstance(run, dict) else {}
-    outputs = [k for k, a in evidence.artifacts.items() if fact.digest in a.produced_by]
-    inputs: list[str] = []
-    for key in outputs:
-        for item in evidence.inputs_of(key, fact.digest):
-            if item.key not in inputs:
-                inputs.append(item.key)
+    definition, metadata = fact.build_definition, fact.run_metadata
+    run = fact.predicate.get("runDetails") or {}
+    inputs, outputs = evidence.step_io(fact.digest)
     workflow: dict[str, Any] = {
         "bom-ref": f"workflow:{fact.digest}",
         "uid": _text(metadata.get("invocationId") or fact.digest),
@@ -239,21 +234,21 @@ def _workflow(evidence: Evidence, fact: AttestationFact, refs: dict[str, str]) -
     if produced:
         workflow["outputs"] = produced
     for field, name in (("startedOn", "timeStart"), ("finishedOn", "timeEnd")):
-        value = metadata.get(field) if isinstance(metadata, dict) else None
+        value = metadata.get(field)
         if isinstance(value, str) and _TIME.match(value):
             workflow[name] = value
     properties = [
         {"name": "mlprov:attestation", "value": attestation_uri(fact.digest)},
         {"name": "mlprov:signers", "value": _text(", ".join(fact.signers))},
     ]
-    external = definition.get("externalParameters") if isinstance(definition, dict) else None
+    external = definition.get("externalParameters")
     for name in ("entryPoint", "command", "source"):
         if isinstance(external, dict) and external.get(name):
             properties.append({"name": f"mlprov:{name}", "value": _text(external[name])})
     builder = run.get("builder") if isinstance(run, dict) else None
     if isinstance(builder, dict) and builder.get("id"):
         properties.append({"name": "mlprov:builder", "value": _text(builder["id"])})
-    internal = definition.get("internalParameters") if isinstance(definition, dict) else None
+    internal = definition.get("internalParameters")
     if isinstance(internal, dict):
         from mlprov.export.evidence import flatten
 

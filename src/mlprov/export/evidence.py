@@ -78,11 +78,23 @@ class AttestationFact:
             VSA_V1: "vsa",
             OMS_V1: "model-signature",
             LINK_V03: "link",
+            "https://cyclonedx.org/bom": "ai-bom",
+            "https://spdx.dev/Document": "ai-bom",
         }.get(self.predicate_type, self.predicate_type)
 
     @property
     def predicate(self) -> dict[str, Any]:
         return dict(self.statement.predicate or {}) if self.statement else {}
+
+    @property
+    def build_definition(self) -> dict[str, Any]:
+        found = self.predicate.get("buildDefinition")
+        return found if isinstance(found, dict) else {}
+
+    @property
+    def run_metadata(self) -> dict[str, Any]:
+        found = _get(self.predicate, "runDetails", "metadata")
+        return found if isinstance(found, dict) else {}
 
     @property
     def time(self) -> str:
@@ -217,6 +229,16 @@ class Evidence:
             for d in artifact.produced_by
             if self.attestation(d).kind in ("provenance", "link")
         ]
+
+    def step_io(self, attestation: str) -> tuple[list[str], list[str]]:
+        """(inputs, outputs) of one verified step, as artifact keys."""
+        outputs = [k for k, a in self.artifacts.items() if attestation in a.produced_by]
+        inputs: list[str] = []
+        for key in outputs:
+            for item in self.inputs_of(key, attestation):
+                if item.key not in inputs:
+                    inputs.append(item.key)
+        return inputs, outputs
 
     def inputs_of(self, key: str, attestation: str | None = None) -> list[ArtifactFact]:
         """What went into the artifact (optionally: in one attestation's step)."""

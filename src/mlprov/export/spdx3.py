@@ -130,9 +130,8 @@ def _energy(spdx: Any, evidence: Evidence, key: str) -> Any:
     `{"training": 12.5}` (kWh) or `{"training": {"quantity": 3, "unit": "megajoule"}}`."""
     sources: list[Any] = [evidence.artifacts[key].annotations]
     for fact in evidence.provenance_of(key):
-        definition = fact.predicate.get("buildDefinition") or {}
-        if isinstance(definition, dict):
-            sources += [definition.get("externalParameters"), definition.get("internalParameters")]
+        definition = fact.build_definition
+        sources += [definition.get("externalParameters"), definition.get("internalParameters")]
     for source in sources:
         recorded = source.get("energyConsumption") if isinstance(source, dict) else None
         if not isinstance(recorded, dict):
@@ -274,18 +273,10 @@ def _artifact(b: _Builder, artifact: ArtifactFact) -> Any:
 
 def _build(b: _Builder, fact: AttestationFact) -> None:
     spdx, evidence = b.spdx, b.evidence
-    predicate = fact.predicate
-    definition = predicate.get("buildDefinition") or {}
-    run = predicate.get("runDetails") or {}
-    metadata = (run.get("metadata") or {}) if isinstance(run, dict) else {}
-    external = definition.get("externalParameters") if isinstance(definition, dict) else None
-    internal = definition.get("internalParameters") if isinstance(definition, dict) else None
-    outputs = [k for k, a in evidence.artifacts.items() if fact.digest in a.produced_by]
-    inputs: list[str] = []
-    for key in outputs:
-        for item in evidence.inputs_of(key, fact.digest):
-            if item.key not in inputs:
-                inputs.append(item.key)
+    definition, metadata = fact.build_definition, fact.run_metadata
+    external = definition.get("externalParameters")
+    internal = definition.get("internalParameters")
+    inputs, outputs = evidence.step_io(fact.digest)
     parameters = {
         k: v
         for k, v in flatten(external if isinstance(external, dict) else {}).items()

@@ -131,10 +131,7 @@ def diagram(evidence: Evidence) -> Diagram:
                 "failed" if failed else "ok",
             )
         )
-        outputs = [k for k, a in evidence.artifacts.items() if fact.digest in a.produced_by]
-        inputs: list[str] = []
-        for key in outputs:
-            inputs += [i.key for i in evidence.inputs_of(key, fact.digest) if i.key not in inputs]
+        inputs, outputs = evidence.step_io(fact.digest)
         if fact.kind == "evaluation":
             for evaluation in evidence.evaluations:
                 if evaluation.attestation == fact.digest:
