@@ -79,5 +79,15 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
         shot = tmp_path / "report.png"
         assert driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
+        # The built-in layout (what `pip install mlprov` alone draws) renders the same boxes.
+        plain = tmp_path / "report-python.html"
+        again = run_cli("report", pipeline.model, "--store", pipeline.store, "--html", plain,
+                        "--graph", "python")  # fmt: skip
+        assert again.code == 0, again
+        driver.get(plain.as_uri())
+        boxes = driver.find_elements(By.CSS_SELECTOR, ".graph svg g.node")
+        assert len(boxes) >= 8 and all(b.is_displayed() for b in boxes)
+        assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
+        assert driver.save_screenshot(str(tmp_path / "report-python.png"))
     finally:
         driver.quit()

@@ -59,7 +59,8 @@ td code{word-break:break-all}
 #attestations th:nth-child(1),#attestations th:nth-child(2){width:9%}
 #attestations th:nth-child(3){width:24%}#attestations th:nth-child(4){width:22%}
 #attestations th:nth-child(5){width:12%}#attestations th:nth-child(6){width:24%}
-td{overflow-wrap:anywhere}
+.badge{white-space:nowrap}
+td{overflow-wrap:break-word}
 """
 
 
