@@ -113,7 +113,11 @@ class Pipeline:
 
 
 def build_pipeline(
-    root: Path, *, model_name: str = "tuned-model", dataset_name: str = "train"
+    root: Path,
+    *,
+    model_name: str = "tuned-model",
+    dataset_name: str = "train",
+    location: str | None = None,
 ) -> Pipeline:
     """Sign and store the pipeline; names can be made hostile by the caller."""
     signers = {name: new_signer() for name in ("data", "trainer", "gate", "attacker")}
@@ -193,7 +197,7 @@ def build_pipeline(
         evaluation({"name": model_name, "digest": model["digest"]}, test, 0.99),
         slsa("finetune", "fine-tuning", [model], [rd("poisoned", "poisoned", role="dataset")]),
     ]
-    location = str(root / "store.sqlite3")
+    location = location or str(root / "store.sqlite3")
     verifier = SignatureVerifier(keys=[signers[n].public_key for n in ("data", "trainer", "gate")])
     trusted_digests, untrusted_digests = [], []
     with open_store(location) as store:

@@ -343,3 +343,11 @@ def test_hostile_attestation_values_give_a_bom_or_one_line(tmp_path: Path) -> No
     report = run_cli("report", "sha256:" + hexdigest("hostile"), "--store", pipeline.store,
                      "--html", tmp_path / "hostile.html")  # fmt: skip
     assert report.code in (0, 2) and "Traceback" not in report.err
+
+
+def test_both_store_backends(tmp_path: Path, store_url: str) -> None:
+    pipeline = build_pipeline(tmp_path, location=store_url)
+    bom, err = _bom(pipeline, tmp_path, "cyclonedx")
+    assert bom["metadata"]["component"]["name"] == "tuned-model"
+    assert len(bom["externalReferences"]) == len(pipeline.trusted)
+    assert err.count("UNVERIFIED (left out)") == len(pipeline.untrusted)

@@ -134,3 +134,27 @@ def test_layered_layout_survives_cycles_and_orders_columns() -> None:
     svg = render_svg(diagram, engine="python")
     ET.fromstring(svg)
     assert svg.count("<g class=") == 6 and svg.count("<path d=") == 7  # 6 arrows + marker
+
+
+def test_failed_evaluation_and_failed_verdict_stand_out(tmp_path: Path) -> None:
+    from bom_support import evaluation, vsa
+    from mlprov.store import SignatureVerifier, open_store
+    from store_support import hexdigest, sign
+
+    pipeline = build_pipeline(tmp_path)
+    model = {"name": "tuned-model", "digest": {"sha256": hexdigest("tuned")}}
+    later = vsa(model, "FAILED")
+    assert later.predicate is not None
+    later.predicate["timeVerified"] = "2026-02-01T00:00:00Z"
+    test = {"name": "test", "digest": {"sha256": hexdigest("test-data")}}
+    with open_store(pipeline.store) as store:
+        for who, statement in (("trainer", evaluation(model, test, 0.5)), ("gate", later)):
+            signed = sign(statement, pipeline.signers[who])
+            verifier = SignatureVerifier(keys=[pipeline.signers[who].public_key])
+            store.add(signed, evidence=verifier.verify(signed))
+    page = _report(pipeline, tmp_path / "report.html", "--graph", "python")
+    verdict = re.search(r'<p id="verdict">(.*?)</p>', page, re.S)
+    assert verdict and "FAILED" in verdict.group(1) and "badge verdict bad" in verdict.group(1)
+    failed_rows = re.findall(r'<tr class="bad">(.*?)</tr>', page, re.S)
+    assert any("accuracy" in row and "0.5" in row and "FAILED" in row for row in failed_rows)
+    assert "status-failed" in page  # the failed evaluation's box in the graph
