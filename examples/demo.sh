@@ -111,3 +111,14 @@ mlprov policy check "$OUT/layout.yaml" --from-store --subject "$OUT/lr-model" --
   | python -c 'import json,sys; r=json.load(sys.stdin); print("passed:", r["passed"], "with", len(r["attestations"]), "attestations from the store")'
 mlprov lineage "$OUT/lr-model" --up --format mermaid > "$OUT/lineage.mmd"
 echo "wrote $OUT/lineage.mmd (renders in GitHub/GitLab markdown)"
+
+step "11. AI-BOMs and the audit report, from the verified attestations in the store"
+mlprov bom "$OUT/lr-model" --format cyclonedx --out "$OUT/lr-model.cdx.json"
+mlprov bom "$OUT/lr-model" --format spdx3 --key "$OUT/data.pub" --key "$OUT/trainer.pub" \
+  --key "$OUT/gate.pub" --out "$OUT/lr-model.spdx.json"
+mlprov bom "$OUT/lr-model" --format cyclonedx --sign "$OUT/gate.key" \
+  --out "$OUT/lr-model.cdx.intoto.json" 2>/dev/null
+mlprov store add "$OUT/lr-model.cdx.intoto.json" --key "$OUT/gate.pub"
+mlprov lineage "$OUT/lr-model" --up --format svg --out "$OUT/lineage.svg"
+mlprov report "$OUT/lr-model" --html "$OUT/report.html"
+echo "open $OUT/report.html in a browser (it fetches nothing); BOMs: $OUT/lr-model.cdx.json, $OUT/lr-model.spdx.json"

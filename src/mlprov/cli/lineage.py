@@ -16,6 +16,9 @@ from mlprov.fsio import write_bytes_atomic
 from mlprov.store import FORMATS, LineageGraph, open_store, parse_digest
 from mlprov.store.render import render
 
+#: Picture formats, drawn by mlprov.report.svg (png through Graphviz's dot).
+PICTURES = ("svg", "png")
+
 EPILOG = """\b
 Examples:
   mlprov lineage ./model --up                       # everything the model was built from
@@ -23,6 +26,7 @@ Examples:
   mlprov lineage sha256:<dataset digest> --down --only-models
   mlprov lineage ./model --up --format mermaid      # paste into GitHub/GitLab markdown
   mlprov lineage ./model --up --format dot | dot -Tsvg > lineage.svg
+  mlprov lineage ./model --up --format svg --out lineage.svg   # no Graphviz needed
 """
 
 
@@ -64,10 +68,10 @@ def resolve_target(target: str) -> str:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=click.Choice((*FORMATS, *PICTURES)),
     default="tree",
     show_default=True,
-    help="tree (rich on a terminal), json, dot (Graphviz) or mermaid.",
+    help="tree (rich on a terminal), json, dot (Graphviz), mermaid, svg, or png (needs Graphviz).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--max-depth", type=click.IntRange(min=0), help="Follow at most this many steps.")
@@ -115,6 +119,9 @@ def lineage(
     if not graph.found:
         click.echo(f"NOT FOUND: no attestation in {location} names {digest}", err=True)
         ctx.exit(1)
+    if fmt in PICTURES and not only_models:
+        _write_picture(graph, fmt, out, force)
+        return
     if only_models:
         ends = graph.end_artifacts()
         if fmt == "json":
@@ -134,3 +141,17 @@ def _ends_json(graph: LineageGraph, ends: list[str]) -> str:
     items = [{"digest": d, "names": graph.nodes[d].names} for d in ends]
     document = {"root": graph.root, "direction": graph.direction, "ends": items}
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def _write_picture(graph: LineageGraph, fmt: str, out: Path | None, force: bool) -> None:
+    """`--format svg|png`: the lineage drawn (SVG without Graphviz; PNG needs it)."""
+    from mlprov.report.svg import render_picture
+
+    data = render_picture(graph, "png" if fmt == "png" else "svg")
+    if out is not None:
+        write_bytes_atomic(out, data, force=force)
+        click.echo(f"wrote {fmt} lineage of {graph.root} to {out}", err=True)
+    elif fmt == "png" and sys.stdout.isatty():
+        raise InputError("a PNG on a terminal: give --out FILE or redirect stdout")
+    else:
+        click.echo(data.decode() if fmt == "svg" else data, nl=False)

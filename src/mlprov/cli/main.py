@@ -11,11 +11,13 @@ import click
 
 from mlprov import __version__
 from mlprov.cli import attest as attest_cmd
+from mlprov.cli import bom as bom_cmd
 from mlprov.cli import digest as digest_cmd
 from mlprov.cli import keygen as keygen_cmd
 from mlprov.cli import lineage as lineage_cmd
 from mlprov.cli import model as model_cmd
 from mlprov.cli import policy as policy_cmd
+from mlprov.cli import report as report_cmd
 from mlprov.cli import run as run_cmd
 from mlprov.cli import schema as schema_cmd
 from mlprov.cli import sign as sign_cmd
@@ -46,6 +48,8 @@ cli.add_command(attest_cmd.attest)
 cli.add_command(run_cmd.run)
 cli.add_command(schema_cmd.schema)
 cli.add_command(policy_cmd.policy)
+cli.add_command(bom_cmd.bom)
+cli.add_command(report_cmd.report)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from mlprov.collect.artifacts import (
 )
 from mlprov.digest import DigestCache, TreeManifest
 from mlprov.errors import InputError
+from mlprov.export.licenses import normalize_license
 from mlprov.statement import ResourceDescriptor
 
 #: Split names recorded when a dataset's own name is one of them.
@@ -50,8 +51,8 @@ def describe_dataset(
     chosen_split = split or SPLITS.get(name.lower())
     if chosen_split:
         notes["split"] = chosen_split
-    if license:
-        notes["license"] = license
+    if license is not None:
+        notes["license"] = normalize_license(license, what=f"--license {name}")
     text = str(location)
     if isinstance(location, str) and is_uri(text):
         uri, fragment = split_uri_digest(text)
