@@ -11,6 +11,8 @@ from typing import Any
 from mlprov.statement import ResourceDescriptor, Statement
 
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
+#: Read only (npm, GitHub and older builders write it); mlprov writes v1.
+SLSA_PROVENANCE_V02 = "https://slsa.dev/provenance/v0.2"
 TEST_RESULT_V01 = "https://in-toto.io/attestation/test-result/v0.1"
 LINK_V03 = "https://in-toto.io/attestation/link/v0.3"
 VSA_V1 = "https://slsa.dev/verification_summary/v1"
@@ -47,13 +49,17 @@ def _descriptors(items: Any) -> list[ResourceDescriptor]:
 def materials_of(statement: Statement) -> list[ResourceDescriptor]:
     """The inputs an attestation names: what its subjects were made from.
 
-    SLSA v1: resolvedDependencies; link: materials; test-result: configuration; OMS:
-    the files of the signed model (as `{name, digest}` descriptors).
+    SLSA v1: resolvedDependencies; SLSA v0.2: materials (`{uri, digest}`, named by their
+    URI, as attestation-verifier's getMaterialsAndProducts names them); link: materials;
+    test-result: configuration; OMS: the files of the signed model (as `{name, digest}`
+    descriptors).
     """
     predicate = statement.predicate or {}
     kind = statement.predicateType
     if kind == SLSA_PROVENANCE_V1:
         return _descriptors(predicate.get("buildDefinition", {}).get("resolvedDependencies"))
+    if kind == SLSA_PROVENANCE_V02:
+        return _v02_materials(predicate.get("materials"))
     if kind == LINK_V03:
         return _descriptors(predicate.get("materials"))
     if kind == TEST_RESULT_V01:
@@ -68,6 +74,37 @@ def materials_of(statement: Statement) -> list[ResourceDescriptor]:
             if isinstance(r, dict) and {"name", "algorithm", "digest"} <= r.keys()
         ]
     return []
+
+
+def _v02_materials(items: Any) -> list[ResourceDescriptor]:
+    """SLSA v0.2 materials as descriptors: `name` and `uri` are the material's URI.
+
+    A material with neither a URI nor a digest names nothing and is left out.
+    """
+    if not isinstance(items, list):
+        return []
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        uri = item.get("uri") if isinstance(item.get("uri"), str) else None
+        digest = item.get("digest") if isinstance(item.get("digest"), dict) else None
+        if uri or digest:
+            out.append(
+                ResourceDescriptor.model_validate({"name": uri, "uri": uri, "digest": digest})
+            )
+    return out
+
+
+def build_type_of(statement: Statement) -> str | None:
+    """The SLSA buildType of a provenance Statement (v1 or v0.2), else None."""
+    predicate = statement.predicate or {}
+    found: Any = None
+    if statement.predicateType == SLSA_PROVENANCE_V1:
+        found = predicate.get("buildDefinition", {}).get("buildType")
+    elif statement.predicateType == SLSA_PROVENANCE_V02:
+        found = predicate.get("buildType")
+    return found if isinstance(found, str) and found else None
 
 
 def products_of(statement: Statement) -> list[ResourceDescriptor]:
