@@ -527,7 +527,7 @@ def test_failed_check_writes_failed_vsa(tmp_path: Path, signers: dict[str, Crypt
     assert result.code == 1
     predicate = json.loads(base64.b64decode(json.loads(vsa.read_bytes())["payload"]))["predicate"]
     assert predicate["verificationResult"] == "FAILED"
-    assert predicate["verifiedLevels"] == []
+    assert predicate["verifiedLevels"] == ["FAILED"]  # the spec's SlsaResult of a failed check
 
 
 # The starter layout names the examples/ pipeline's artifacts; these tests' pipeline differs.
