@@ -27,6 +27,7 @@ from mlprov.predicates import (
     SLSA_PROVENANCE_V1,
     materials_of,
     step_of,
+    with_extension_aliases,
 )
 from mlprov.signing.files import SignedAttestation, read_attestations
 from mlprov.statement import (
@@ -159,7 +160,7 @@ def claim_from(attestation: SignedAttestation, *, file_name: str) -> Claim:
         materials, products = _artifacts(list(statement.subject)), {}
     return Claim(
         attestation=attestation,
-        statement=raw,
+        statement=with_extension_aliases(raw),
         predicate_type=kind,
         step=step_of(statement) or step_from_filename(file_name),
         materials=materials,

@@ -19,18 +19,68 @@ VSA_V1 = "https://slsa.dev/verification_summary/v1"
 OMS_V1 = "https://model_signing/signature/v1.0"
 
 
+#: mlprov's extension fields, named `<vendor>_<field>` as SLSA asks, by predicate type and
+#: place, each with the un-namespaced name mlprov wrote before (still read).
+EXTENSION_FIELDS: dict[str, dict[tuple[str, ...], dict[str, str]]] = {
+    TEST_RESULT_V01: {
+        (): {"mlprov_step": "step", "mlprov_metrics": "metrics", "mlprov_thresholds": "thresholds"}
+    },
+    SLSA_PROVENANCE_V1: {("runDetails", "metadata"): {"mlprov_outcome": "mlprov"}},
+}
+
+
+def with_extension_aliases(statement: dict[str, Any]) -> dict[str, Any]:
+    """A Statement dict whose mlprov extensions answer to both names, for attribute rules.
+
+    A layout's `predicate.mlprov_metrics.accuracy` and older layouts'
+    `predicate.metrics.accuracy` both read an evaluation written by any mlprov version.
+    Only a name that is absent is filled in (from the other, same value); the input is
+    not changed.
+    """
+    places = EXTENSION_FIELDS.get(str(statement.get("predicateType")))
+    predicate = statement.get("predicate")
+    if not places or not isinstance(predicate, dict):
+        return statement
+    for path, names in places.items():
+        predicate = _copy_path(predicate, list(path))
+        target: Any = predicate
+        for part in path:
+            target = target.get(part) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            continue
+        for new, old in names.items():
+            if new in target and old not in target:
+                target[old] = target[new]
+            elif old in target and new not in target:
+                target[new] = target[old]
+    return {**statement, "predicate": predicate}
+
+
+def _copy_path(predicate: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """A copy of `predicate` whose dicts along `parts` are copies too (safe to add keys)."""
+    top = dict(predicate)
+    node = top
+    for part in parts:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            break
+        node[part] = dict(child)
+        node = node[part]
+    return top
+
+
 def step_of(statement: Statement) -> str | None:
     """The pipeline step an attestation records, if it records one.
 
     SLSA provenance: `buildDefinition.externalParameters.step`; test-result: the
-    `step` extension field; link: its `name`; anything else: None.
+    `mlprov_step` extension field (`step` before); link: its `name`; anything else: None.
     """
     predicate = statement.predicate or {}
     found: Any = None
     if statement.predicateType == SLSA_PROVENANCE_V1:
         found = predicate.get("buildDefinition", {}).get("externalParameters", {}).get("step")
     elif statement.predicateType == TEST_RESULT_V01:
-        found = predicate.get("step")
+        found = predicate.get("mlprov_step", predicate.get("step"))
     elif statement.predicateType == LINK_V03:
         found = predicate.get("name")
     return found if isinstance(found, str) and found else None
