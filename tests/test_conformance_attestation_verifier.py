@@ -211,6 +211,11 @@ def test_store_add_and_lineage_follow_v02_materials(tmp_path: Path) -> None:
         store,
     )
     assert subject in json.loads(down.out)["ends"]
+    tree = run_cli("lineage", subject, "--up", "--store", store)
+    assert "slsa-provenance-v0.2" in tree.out and SOURCE in tree.out
+    listed = run_cli("store", "ls", "--predicate-type", "slsa-v0.2", "--store", store)
+    assert listed.code == 0 and "slsa-provenance-v0.2" in listed.out
+    assert listed.out.count("\n") == 1, "only the v0.2 provenance, not the publish attestation"
 
 
 # -- Statements built from the specs, signed with fresh keys --------------------------
