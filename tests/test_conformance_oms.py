@@ -423,6 +423,16 @@ def test_pre_1_0_bundles_say_the_format_is_not_supported(tmp_path: Path, model: 
     assert "signed it" not in result.err
 
 
+def test_a_bare_envelope_is_named_as_such(tmp_path: Path, model: Path) -> None:
+    _, pub = _keys(tmp_path)
+    bundle = json.loads(shared_testdata(*VECTORS, "valid", "key.bundle.json").read_bytes())
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(bundle["dsseEnvelope"]))
+    result = run_cli("model", "verify", model, "--signature", bare, "--key", pub)
+    assert result.code == 2
+    assert "a bare DSSE envelope; an OMS signature is a Sigstore bundle" in result.err
+
+
 def test_certificate_chain_examples_work_as_documented(tmp_path: Path) -> None:
     keys = shared_testdata("oms", "keys")
     cert = shared_testdata("oms", "v1.0.0-certificate")

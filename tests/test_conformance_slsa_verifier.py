@@ -434,3 +434,21 @@ def test_several_subjects_need_a_resource_uri(gate: Gate) -> None:
     result = gate.check(key, "--subject", other)
     assert result.code == 2
     assert "give --resource-uri" in result.err
+
+
+def test_keygen_scheme_is_for_rsa_and_prints_the_slsa_verifier_keyid(tmp_path: Path) -> None:
+    refused = run_cli(
+        "keygen", "--type", "ecdsa-p256", "--scheme", "rsa-pkcs1v15-sha256",
+        "--out", tmp_path / "x", "--no-password",
+    )  # fmt: skip
+    assert refused.code == 2 and "--scheme is for RSA keys" in refused.err
+    assert not (tmp_path / "x.key").exists()
+    made = run_cli(
+        "keygen", "--type", "rsa-3072", "--scheme", "rsa-pkcs1v15-sha256",
+        "--out", tmp_path / "g", "--no-password", "--json",
+    )  # fmt: skip
+    assert made.code == 0, made
+    info = json.loads(made.out)
+    assert info["scheme"] == "rsa-pkcs1v15-sha256"
+    public = serialization.load_pem_public_key((tmp_path / "g.pub").read_bytes())
+    assert info["spki_keyid"] == _default_key_id(public)

@@ -399,6 +399,10 @@ def check_oms_bundle(bundle: object, *, source: str) -> None:
     """
     if not isinstance(bundle, dict):
         raise InputError(f"{source}: an OMS signature is a JSON object (a Sigstore bundle)")
+    if "payloadType" in bundle and "mediaType" not in bundle:
+        raise InputError(
+            f"{source}: a bare DSSE envelope; an OMS signature is a Sigstore bundle holding one"
+        )
     statement = _decoded_payload(bundle)
     if isinstance(statement, dict) and statement.get("predicateType") == PRE_1_0_PREDICATE:
         raise InputError(
