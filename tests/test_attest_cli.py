@@ -365,7 +365,7 @@ def test_attest_eval_test_result(work: Path) -> None:
     ]
     assert raw["predicate"] == {
         "result": "PASSED",
-        "step": "eval",
+        "mlprov_step": "eval",
         "configuration": [
             {
                 "name": "test",
@@ -381,8 +381,8 @@ def test_attest_eval_test_result(work: Path) -> None:
         ],
         "passedTests": ["accuracy>=0.9", "loss<0.5"],
         "failedTests": [],
-        "metrics": {"accuracy": 0.93, "loss": 0.21, "steps": 100},
-        "thresholds": [
+        "mlprov_metrics": {"accuracy": 0.93, "loss": 0.21, "steps": 100},
+        "mlprov_thresholds": [
             {
                 "name": "accuracy>=0.9",
                 "metric": "accuracy",

@@ -14,7 +14,7 @@ __all__ = ["pipeline"]  # the fixture, re-used
 
 def _break_eval(p: Pipeline) -> None:
     statement = payload(p.att / "eval.intoto.json")
-    statement["predicate"]["metrics"]["accuracy"] = 0.1
+    statement["predicate"]["mlprov_metrics"]["accuracy"] = 0.1
     resign(statement, p.key("trainer"), p.att / "eval.intoto.json")
 
 
@@ -61,7 +61,9 @@ def test_failures_reach_junit_summary_and_annotations(
         for name, case, failure in failed
     ), failed
     errors = [line for line in result.out.splitlines() if line.startswith("::error ")]
-    assert any("step eval%3A double(predicate.metrics.accuracy)" in e for e in errors), errors
+    assert any("step eval%3A double(predicate.mlprov_metrics.accuracy)" in e for e in errors), (
+        errors
+    )
     assert all("\n" not in e for e in errors)
     warnings = [line for line in result.out.splitlines() if line.startswith("::warning ")]
     assert any("layout signature" in w for w in warnings), warnings

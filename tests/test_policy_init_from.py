@@ -46,7 +46,7 @@ def test_layout_from_attestations_refuses_what_the_starter_refuses(pipeline: Pip
     layout = p.root / "from.yaml"
     # A worse evaluation, re-signed by the trainer: below the recorded threshold.
     statement = payload(p.att / "eval.intoto.json")
-    statement["predicate"]["metrics"]["accuracy"] = 0.5
+    statement["predicate"]["mlprov_metrics"]["accuracy"] = 0.5
     resign(statement, p.key("trainer"), p.att / "eval.intoto.json")
     check = run_cli("policy", "check", layout, "--attestations", p.att, "--subject", p.model)
     assert check.code == 1 and "accuracy" in check.err

@@ -70,7 +70,7 @@ def test_run_records_materials_products_and_success(inputs: Path) -> None:
         ("data", {"sha256": tree_digest(inputs / "data")}),
     ]
     metadata = raw["predicate"]["runDetails"]["metadata"]
-    assert metadata["mlprov"] == {"outcome": "succeeded", "exitCode": 0}
+    assert metadata["mlprov_outcome"] == {"outcome": "succeeded", "exitCode": 0}
     assert metadata["startedOn"] <= metadata["finishedOn"]
 
 
@@ -83,7 +83,7 @@ def test_failed_command_is_recorded_and_its_code_returned(inputs: Path) -> None:
     assert result.code == 3
     assert "train failed (exit 3)" in result.err
     statement, raw = load(out)
-    assert raw["predicate"]["runDetails"]["metadata"]["mlprov"] == {
+    assert raw["predicate"]["runDetails"]["metadata"]["mlprov_outcome"] == {
         "outcome": "failed",
         "exitCode": 3,
         "error": "command exited with 3",
@@ -117,7 +117,7 @@ def test_partial_products_of_a_failed_command_are_subjects(inputs: Path) -> None
             "annotations": {"digestOf": "file"},
         }
     ]
-    assert raw["predicate"]["runDetails"]["metadata"]["mlprov"]["outcome"] == "failed"
+    assert raw["predicate"]["runDetails"]["metadata"]["mlprov_outcome"]["outcome"] == "failed"
 
 
 def test_missing_product_after_success_is_a_failure(inputs: Path) -> None:
@@ -128,7 +128,7 @@ def test_missing_product_after_success_is_a_failure(inputs: Path) -> None:
     assert result.code == 1
     assert "product never was not created" in result.err
     _, raw = load(inputs / "o.json")
-    assert raw["predicate"]["runDetails"]["metadata"]["mlprov"] == {
+    assert raw["predicate"]["runDetails"]["metadata"]["mlprov_outcome"] == {
         "outcome": "failed",
         "exitCode": 1,
         "error": "product never was not created",
@@ -141,7 +141,7 @@ def test_command_not_found_is_recorded_with_127(inputs: Path) -> None:
     )
     assert result.code == 127
     _, raw = load(inputs / "o.json")
-    assert raw["predicate"]["runDetails"]["metadata"]["mlprov"]["error"] == (
+    assert raw["predicate"]["runDetails"]["metadata"]["mlprov_outcome"]["error"] == (
         "command not found: no-such-cmd-xyz"
     )
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
+from conftest import shared_testdata
 from mlprov.errors import InputError, VerificationError
 from mlprov.signing.dsse import sign_envelope, verify_envelope
 from mlprov.signing.keys import KEY_TYPES, generate_keypair, load_public_key, load_signer, pem_hint
@@ -54,13 +56,25 @@ def test_key_json_and_certificate_and_hint(tmp_path: Path) -> None:
     no_id = tmp_path / "noid.json"
     no_id.write_text(json.dumps(key.to_dict()))
     assert load_public_key(no_id).keyid == key.keyid
-    oms_pub = Path("/work/shared/testdata/oms/keys/signing-key-pub.pem")
-    if oms_pub.exists():
-        text = oms_pub.read_bytes()
-        pem_block = text[text.index(b"-----BEGIN") :]
-        assert pem_hint(load_public_key(oms_pub)) == hashlib.sha256(pem_block).hexdigest()
-        cert_key = load_public_key(oms_pub.parent / "signing-key-cert.pem")
-        assert cert_key.keyid == load_public_key(oms_pub).keyid
+
+
+def test_peer_oms_key_hint_and_certificate() -> None:
+    # Reached through the one helper for ../shared/testdata: skips, saying so, when absent.
+    keys = shared_testdata("oms", "keys")
+    oms_pub = keys / "signing-key-pub.pem"
+    text = oms_pub.read_bytes()
+    pem_block = text[text.index(b"-----BEGIN") :]
+    hint = pem_hint(load_public_key(oms_pub))
+    assert hint == hashlib.sha256(pem_block).hexdigest()
+    # the OMS spec's key-signed test vector names this key by that hint
+    vector = shared_testdata("oms-spec", "test-vectors", "v1.0", "valid", "key.bundle.json")
+    assert json.loads(vector.read_bytes())["verificationMaterial"]["publicKey"]["hint"] == hint
+    # model_signing 1.0.0's bundle carries the key itself (older rawBytes form)
+    bundle = json.loads(shared_testdata("oms", "v1.0.0-elliptic-key", "model.sig").read_bytes())
+    raw = base64.b64decode(bundle["verificationMaterial"]["publicKey"]["rawBytes"])
+    assert raw.strip() == pem_block.strip()
+    cert_key = load_public_key(keys / "signing-key-cert.pem")
+    assert cert_key.keyid == load_public_key(oms_pub).keyid
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def test_context_manager_writes_on_exit(tmp_path: Path) -> None:
     ext = raw["predicate"]["buildDefinition"]["externalParameters"]
     assert ext["config"] == {"lr": 0.1, "epochs": 3} and ext["parameters"] == {"batch": 32}
     meta = raw["predicate"]["runDetails"]["metadata"]
-    assert meta["mlprov"] == {"outcome": "succeeded", "exitCode": 0}
+    assert meta["mlprov_outcome"] == {"outcome": "succeeded", "exitCode": 0}
     assert meta["startedOn"] <= meta["finishedOn"]
     assert raw["predicate"]["runDetails"]["byproducts"][0]["annotations"]["metrics"] == {
         "loss": 0.25
@@ -57,7 +57,7 @@ def test_exception_writes_a_failed_statement_and_propagates(tmp_path: Path) -> N
         run.config({"lr": 10})
         raise RuntimeError("loss diverged")
     raw = read(out)
-    assert raw["predicate"]["runDetails"]["metadata"]["mlprov"] == {
+    assert raw["predicate"]["runDetails"]["metadata"]["mlprov_outcome"] == {
         "outcome": "failed",
         "exitCode": 1,
         "error": "RuntimeError: loss diverged",

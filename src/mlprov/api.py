@@ -384,7 +384,7 @@ class TrainingRun:
                 "invocationId": self.identity.invocation_id,
                 "startedOn": self.started_on,
                 "finishedOn": finished,
-                **({"mlprov": outcome.model_dump(exclude_none=True)} if outcome else {}),
+                **({"mlprov_outcome": outcome.model_dump(exclude_none=True)} if outcome else {}),
             }
         )
         from mlprov import __version__

@@ -1,5 +1,8 @@
 """in-toto Statement v1 and ResourceDescriptor: build, parse, validate.
 
+mlprov writes v1 and reads v1 and v0.1 (`https://in-toto.io/Statement/v0.1`, the same
+shape: `subject`, `predicateType`, `predicate`), as the peers' verifiers do.
+
 Documents read from elsewhere keep unknown fields (a round trip loses nothing). The
 bytes that are signed are the bytes produced by `Statement.to_bytes`, and verifiers
 parse those exact bytes: nothing here re-serialises through protobuf.
@@ -16,6 +19,9 @@ from mlprov.errors import InputError
 from mlprov.fsio import parse_json
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+STATEMENT_TYPE_V01 = "https://in-toto.io/Statement/v0.1"
+#: Statement versions mlprov reads, with the name a report gives each.
+READ_STATEMENT_TYPES = {STATEMENT_TYPE: "v1", STATEMENT_TYPE_V01: "v0.1"}
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 #: Upper bound on a Statement's size, so a hostile document cannot exhaust memory.
 MAX_STATEMENT_BYTES = 64 << 20
@@ -105,14 +111,21 @@ class Statement(BaseModel):
         """Validate a decoded Statement; raises InputError with the JSON path of the error."""
         if not isinstance(raw, dict):
             raise InputError(f"{source}: a Statement must be a JSON object")
-        if raw.get("_type") != STATEMENT_TYPE:
-            raise InputError(f"{source}: _type is {raw.get('_type')!r}, expected {STATEMENT_TYPE}")
+        raw = proto_field_names_to_json(raw, source=source)
+        if raw.get("_type") not in READ_STATEMENT_TYPES:
+            expected = " or ".join(READ_STATEMENT_TYPES)
+            raise InputError(f"{source}: _type is {raw.get('_type')!r}, expected {expected}")
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = "/".join(str(p) for p in first["loc"]) or "(root)"
             raise InputError(f"{source}: invalid Statement at /{where}: {first['msg']}") from None
+
+    @property
+    def version(self) -> str:
+        """`v1` or `v0.1`: which in-toto Statement version this is."""
+        return READ_STATEMENT_TYPES.get(self.type_, self.type_)
 
     def subject_digests(self) -> list[tuple[str | None, dict[str, str]]]:
         """(name, digest set) of every subject."""
@@ -125,6 +138,20 @@ class Statement(BaseModel):
         second opinion on the structure, never the bytes that are written or signed.
         """
         check_in_toto_structure(self.to_bytes())
+
+
+def proto_field_names_to_json(raw: dict[str, Any], *, source: str) -> dict[str, Any]:
+    """Accept the protobuf field name `type` for `_type`, as protojson (the Go verifiers) does.
+
+    in-toto's Statement proto names the field `type` with JSON name `_type`, and protojson
+    reads either; attestation-verifier's own `clone` link is written with `type`. Both at
+    once is ambiguous and refused.
+    """
+    if "type" not in raw:
+        return raw
+    if "_type" in raw:
+        raise InputError(f"{source}: a Statement has both `_type` and `type`")
+    return {"_type": raw["type"], **{k: v for k, v in raw.items() if k not in ("type", "_type")}}
 
 
 def check_in_toto_structure(data: bytes, *, source: str = "statement") -> None:

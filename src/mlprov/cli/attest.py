@@ -380,7 +380,7 @@ def attest_eval(ctx: click.Context, /, **opts: Any) -> None:
     predicate = statement.predicate or {}
     if predicate.get("result") == "FAILED":
         model = statement.subject[0].name
-        for check in predicate.get("thresholds", []):
+        for check in predicate.get("mlprov_thresholds", []):
             if not check["passed"]:
                 actual = check.get("actual")
                 got = "missing" if actual is None else f"{actual:g}"

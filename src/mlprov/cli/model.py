@@ -15,21 +15,28 @@ from mlprov.cli._common import (
     progress_bar,
     trust_cache_option,
 )
-from mlprov.cli.sign import keyless_signing_options, load_signers, signing_key_options
+from mlprov.cli.sign import keyless_signing_options, load_signers, single_signer_key_options
 from mlprov.cli.verify import identities_from, sigstore_options
 from mlprov.digest import DigestCache
 from mlprov.errors import InputError
 from mlprov.fsio import check_writable, write_bytes_atomic
 from mlprov.signing.bundle import bundle_bytes
-from mlprov.signing.files import read_attestations
 from mlprov.signing.keys import load_public_key
-from mlprov.signing.oms import model_statement, sign_model, verify_model
+from mlprov.signing.oms import (
+    check_serialization,
+    model_statement,
+    read_model_signature,
+    resolve_ignore_paths,
+    sign_model,
+    verify_model,
+)
 from mlprov.signing.sigstore_sign import resolve_identity_token, sign_statement_sigstore
 
 SIGN_EPILOG = """\b
 Examples:
   mlprov model sign ./model --key release.key --out model.sig
   mlprov model sign ./model --key release.key --shard-size 1073741824 --out model.sig
+  mlprov model sign ./model --key release.key --hash blake2b --ignore-paths ./model/cache
   mlprov model sign ./model --sigstore --identity-token @token.txt --out model.sig
   model_signing verify key ./model --signature model.sig --public_key release.pub
 """
@@ -37,10 +44,22 @@ Examples:
 VERIFY_EPILOG = """\b
 Examples:
   mlprov model verify ./model --signature model.sig --key release.pub
-  mlprov model verify ./model --signature model.sig --certificate-chain ca.pem int.pem
+  mlprov model verify ./model --signature model.sig \\
+      --certificate-chain ca.pem --certificate-chain int.pem
   mlprov model verify ./model --signature model.sig \\
       --identity you@example.com --issuer https://github.com/login/oauth
 """
+
+
+def _ignore_paths(model_path: Path, given: tuple[str, ...]) -> tuple[str, ...]:
+    """--ignore-path in either form, as model-relative paths; warn about those that match
+    nothing (model_signing's form given relative to the wrong directory, a typo)."""
+    resolved = resolve_ignore_paths(model_path, given)
+    for text in resolved.unmatched:
+        click.echo(
+            f"mlprov: warning: ignore path {text!r} matches nothing in {model_path}", err=True
+        )
+    return tuple(resolved.relative)
 
 
 @click.group(epilog=SIGN_EPILOG)
@@ -50,7 +69,7 @@ def model() -> None:
 
 @model.command("sign", epilog=SIGN_EPILOG)
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
-@signing_key_options
+@single_signer_key_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -58,15 +77,27 @@ def model() -> None:
     show_default=True,
     help="Signature bundle to write.",
 )
-@click.option("--ignore-path", "ignore_paths", multiple=True, help="Path inside MODEL not to sign.")
+@click.option(
+    "--ignore-path",
+    "--ignore-paths",
+    "ignore_paths",
+    multiple=True,
+    help="Path not to sign: relative to MODEL, or as on model_signing's command line"
+    " (./model/cache). Repeatable.",
+)
 @click.option(
     "--hash",
     "algorithm",
-    type=click.Choice(["sha256", "blake3"]),
+    type=click.Choice(["sha256", "blake2b", "blake2", "blake3"]),
     default="sha256",
     show_default=True,
+    help="File digest algorithm (blake2 is model_signing's API name for blake2b).",
 )
-@click.option("--shard-size", type=click.IntRange(min=1), help="Use the `shards` method.")
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    help="Use the `shards` method (sha256 or blake2b; model_signing shards no blake3).",
+)
 @keyless_signing_options
 @force_option
 @json_option
@@ -88,9 +119,12 @@ def sign_cmd(
     """Write an OMS v1.0 signature bundle of MODEL (a directory or one file)."""
     if sigstore == bool(keys):
         raise InputError("give exactly one of --key or --sigstore")
+    algorithm = "blake2b" if algorithm == "blake2" else algorithm
+    check_serialization(algorithm, shard_size)
     check_writable(out, force=force)
     if not model_path.exists() and not model_path.is_symlink():
         raise InputError(f"{model_path}: no such file or directory")
+    ignore_paths = _ignore_paths(model_path, ignore_paths)
     with closing(DigestCache()) as cache, progress_bar(f"hashing {model_path}") as bar:
         if sigstore:
             statement = model_statement(
@@ -131,6 +165,13 @@ def sign_cmd(
                     " use its Python API or mlprov model verify for this one",
                     err=True,
                 )
+            if shard_size:
+                click.echo(
+                    "note: shard resources are named `<hash>-sharded-<size>` as model_signing"
+                    " writes and verifies them; the OMS v1.0 JSON Schema lists bare hash"
+                    " names only",
+                    err=True,
+                )
     write_bytes_atomic(out, data, force=force)
     if as_json:
         echo_json({"out": str(out), "sha256": hashlib.sha256(data).hexdigest()})
@@ -156,14 +197,21 @@ def sign_cmd(
 )
 @click.option(
     "--certificate-chain",
+    "--certificate_chain",
     "certificate_chain",
     multiple=True,
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Trusted CA certificates (PEM) for certificate-signed bundles. Repeatable.",
+    help="Trusted CA certificates (PEM) for certificate-signed bundles: one file per"
+    " flag, repeatable (--certificate-chain ca.pem --certificate-chain int.pem), or all"
+    " in one PEM file.",
 )
 @sigstore_options
 @click.option(
-    "--ignore-path", "ignore_paths", multiple=True, help="Path inside MODEL not to check."
+    "--ignore-path",
+    "--ignore-paths",
+    "ignore_paths",
+    multiple=True,
+    help="Path not to check: relative to MODEL, or as on model_signing's command line. Repeatable.",
 )
 @trust_cache_option
 @json_option
@@ -190,17 +238,16 @@ def verify_cmd(
     identities = identities_from(identity, identity_regexp, issuer)
     if len(identities) > 1:
         raise InputError("give one --identity for a model signature")
-    attestations = read_attestations(signature)
-    if len(attestations) != 1:
-        raise InputError(f"{signature}: expected one signature bundle")
+    attestation = read_model_signature(signature)
     if not model_path.exists() and not model_path.is_symlink():
         raise InputError(f"{model_path}: no such file or directory")
+    ignore_paths = _ignore_paths(model_path, ignore_paths)
     keys = [load_public_key(p) for p in key_paths]
     cache = DigestCache() if trust_cache else None
     with progress_bar(f"hashing {model_path}") as bar:
         result = verify_model(
             model_path,
-            attestations[0],
+            attestation,
             keys=keys,
             certificate_chain=certificate_chain,
             identity=identities[0] if identities else None,

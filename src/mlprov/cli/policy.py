@@ -25,9 +25,9 @@ from mlprov.policy import (
 )
 from mlprov.policy.attestations import ClaimSet
 from mlprov.policy.loader import embed_keys
-from mlprov.policy.vsa import vsa_statement
+from mlprov.policy.vsa import default_resource_uri, file_uri, sign_vsa, vsa_statement
 from mlprov.signing.dsse import sign_envelope
-from mlprov.signing.keys import load_public_key, load_signer
+from mlprov.signing.keys import load_public_key, load_signer, with_rsa_scheme
 
 if TYPE_CHECKING:
     from securesystemslib.signer import Key
@@ -283,8 +283,23 @@ def _print_report(result: PolicyResult) -> None:
 @click.option("--vsa-out", type=click.Path(path_type=Path, dir_okay=False), help="Write a VSA.")
 @click.option("--vsa-key", metavar="URI", help="Key that signs the VSA (path or signer URI).")
 @click.option("--verifier-id", metavar="URI", help="verifier.id of the VSA.")
-@click.option("--resource-uri", metavar="URI", help="resourceUri of the VSA (default: subject).")
-@click.option("--policy-uri", metavar="URI", help="policy.uri of the VSA (default: LAYOUT).")
+@click.option(
+    "--resource-uri",
+    metavar="URI",
+    help="resourceUri of the VSA, an absolute URI (default: the file:// URI of the one"
+    " --subject, or the subject's name when it is a purl or URI).",
+)
+@click.option(
+    "--policy-uri",
+    metavar="URI",
+    help="policy.uri of the VSA, an absolute URI (default: the file:// URI of LAYOUT).",
+)
+@click.option(
+    "--vsa-scheme",
+    type=click.Choice(["rsa-pkcs1v15-sha256", "rsassa-pss-sha256"]),
+    help="Signature scheme of an RSA --vsa-key (default: rsa-pkcs1v15-sha256, the one"
+    " slsa-verifier checks).",
+)
 @click.option("--password-env", metavar="VAR", help="Environment variable with --vsa-key's pass.")
 @click.option(
     "--trusted-root",
@@ -328,6 +343,7 @@ def check(
     verifier_id: str | None,
     resource_uri: str | None,
     policy_uri: str | None,
+    vsa_scheme: str | None,
     password_env: str | None,
     trusted_root: Path | None,
     staging: bool,
@@ -363,6 +379,10 @@ def check(
         if output is not None:
             check_writable(output, force=force)
     signer = load_signer(vsa_key, password_env=password_env) if vsa_key else None
+    if signer is not None and signer.public_key.keytype == "rsa":
+        signer = with_rsa_scheme(signer, vsa_scheme or "rsa-pkcs1v15-sha256")
+    elif vsa_scheme:
+        raise InputError("--vsa-scheme is for an RSA --vsa-key")
     loaded = load_layout(
         layout_path,
         params=_parse_params(params, param_files),
@@ -386,10 +406,11 @@ def check(
             result,
             loaded,
             verifier_id=verifier_id,
-            resource_uri=resource_uri,
-            policy_uri=policy_uri or str(layout_path),
+            resource_uri=resource_uri
+            or default_resource_uri([s.name for s in result.subjects], subject_paths),
+            policy_uri=policy_uri or file_uri(layout_path),
         )
-        envelope = sign_envelope(statement.to_bytes(), [signer])
+        envelope = sign_vsa(statement, signer)
         data = envelope.to_json() + b"\n"
         write_bytes_atomic(vsa_out, data, force=force)
         import hashlib

@@ -53,18 +53,26 @@ def read_statement_input(path: Path) -> Envelope:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_KEY_HELP = (
+    "PEM private key path or securesystemslib signer URI (file2:, gcpkms:,"
+    " awskms:, azurekms:, hsm:, hv:)."
+)
+
+
 def signing_key_options(func: F) -> F:
     """--key URI (repeatable), --public-key for remote keys, --password-env: who signs."""
+    return _key_options(func, f"{_KEY_HELP} Repeatable: every key signs.")
+
+
+def single_signer_key_options(func: F) -> F:
+    """As `signing_key_options`, for formats with one signer (an OMS model signature)."""
+    return _key_options(func, f"{_KEY_HELP} One signer: give --key once.")
+
+
+def _key_options(func: F, key_help: str) -> F:
     for option in reversed(
         [
-            click.option(
-                "--key",
-                "keys",
-                multiple=True,
-                metavar="URI",
-                help="PEM private key path or securesystemslib signer URI (file2:, gcpkms:,"
-                " awskms:, azurekms:, hsm:, hv:). Repeatable: every key signs.",
-            ),
+            click.option("--key", "keys", multiple=True, metavar="URI", help=key_help),
             click.option(
                 "--public-key",
                 "public_keys",

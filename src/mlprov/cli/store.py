@@ -14,7 +14,14 @@ from mlprov.cli._common import echo_json, force_option, json_option
 from mlprov.cli.verify import identities_from, sigstore_options, trusted_key_options
 from mlprov.errors import InputError, VerificationError
 from mlprov.fsio import atomic_writer
-from mlprov.predicates import LINK_V03, OMS_V1, SLSA_PROVENANCE_V1, TEST_RESULT_V01, VSA_V1
+from mlprov.predicates import (
+    LINK_V03,
+    OMS_V1,
+    SLSA_PROVENANCE_V02,
+    SLSA_PROVENANCE_V1,
+    TEST_RESULT_V01,
+    VSA_V1,
+)
 from mlprov.signing.files import SignedAttestation, read_attestations
 from mlprov.signing.sigstore_bundle import SigstoreIdentity
 from mlprov.store import (
@@ -34,6 +41,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 PREDICATE_ALIASES = {
     "slsa": SLSA_PROVENANCE_V1,
     "provenance": SLSA_PROVENANCE_V1,
+    "slsa-v0.2": SLSA_PROVENANCE_V02,
     "test-result": TEST_RESULT_V01,
     "link": LINK_V03,
     "vsa": VSA_V1,
@@ -214,7 +222,8 @@ Examples:
 
 @store.command(name="ls", epilog=LS_EPILOG)
 @click.option(
-    "--predicate-type", help="Full predicate type URI, or slsa, test-result, link, vsa, oms."
+    "--predicate-type",
+    help="Full predicate type URI, or slsa, slsa-v0.2, test-result, link, vsa, oms.",
 )
 @click.option("--step", help="Pipeline step as recorded (e.g. dataset, train, eval).")
 @click.option("--build-type", help="SLSA buildType URI.")

@@ -1,13 +1,15 @@
 """The code a step ran, from the `git` binary: commit, remote, branch, dirty state.
 
 git missing, or a directory outside any repository, is recorded as absent (with the
-reason) rather than an error. Credentials in remote URLs are removed before recording.
+reason) rather than an error. Remotes are recorded as URIs (scp-style `git@host:r` as
+`ssh://git@host/r`, local paths as `file:///…`), credentials removed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -32,7 +34,11 @@ class GitSource:
     absent: str | None = None
 
     def descriptor(self) -> ResourceDescriptor | None:
-        """The commit as a resolvedDependency: `git+URL@refs/heads/B` with a gitCommit digest."""
+        """The commit as a resolvedDependency: `git+URI@refs/heads/B` with a gitCommit digest.
+
+        The remote is a URI (`git+https://…`, `git+ssh://…`, `git+file:///…`; see
+        `remote_uri`), never one with credentials.
+        """
         if self.commit is None:
             return None
         uri = None
@@ -57,6 +63,45 @@ def strip_credentials(url: str) -> str:
         netloc = f"{parts.username}@{host}" if keep_user else host
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return url
+
+
+#: `[user@]host:path`, git's scp-like syntax (no scheme, a colon before any slash).
+_SCP_LIKE = re.compile(
+    r"^(?:(?P<user>[^@/:\[]+)@)?"  # user@
+    r"(?P<host>\[[^\]]+\]|[^@/:\[]+)"  # host or [IPv6]
+    r":(?P<path>(?!//).*)$"  # :path (not ://)
+)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def remote_uri(url: str, *, base: Path | None = None) -> str:
+    """A remote as a URI with no credentials, as SPDX download locations spell sources.
+
+    `https://user:token@host/r.git` -> `https://host/r.git` (query and fragment dropped:
+    tokens hide there too); `ssh://git:pw@host/r` -> `ssh://git@host/r`; scp-style
+    `git@host:org/r.git` -> `ssh://git@host/org/r.git`; a local path (a clone of
+    `/src/project`, or one relative to `base`) -> `file:///src/project`.
+    """
+    text = url.strip()
+    if text.startswith("file://"):
+        return "file://" + urlsplit(text).path
+    if _SCHEME.match(text):
+        parts = urlsplit(strip_credentials(text))
+        netloc = parts.netloc
+        if "@" in netloc and parts.scheme not in ("ssh", "git+ssh"):
+            netloc = netloc.rsplit("@", 1)[1]  # no user names outside ssh either
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    scp = None if _WINDOWS_DRIVE.match(text) else _SCP_LIKE.match(text)
+    if scp:
+        user = scp.group("user")
+        path = scp.group("path")
+        netloc = f"{user}@{scp.group('host')}" if user else scp.group("host")
+        return f"ssh://{netloc}/{path.lstrip('/')}"
+    local = Path(text)
+    if not local.is_absolute() and base is not None:
+        local = base / local
+    return Path(os.path.abspath(local)).as_uri()
 
 
 class _Git:
@@ -122,4 +167,4 @@ def _remote(repo: _Git, branch: str | None) -> str | None:
     if chosen not in names:
         chosen = "origin" if "origin" in names else names[0]
     url = repo.text("remote", "get-url", chosen or "")
-    return strip_credentials(url) if url else None
+    return remote_uri(url, base=repo.directory) if url else None

@@ -1,4 +1,7 @@
-"""Hash algorithms mlprov computes file digests with: sha256 (default), sha512, blake3."""
+"""Hash algorithms mlprov computes file digests with: sha256 (default), sha512, blake2b, blake3.
+
+blake2b is hashlib's default BLAKE2b (64-byte digest), as model_signing and OMS name it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Protocol
 
 from mlprov.errors import InputError
 
-ALGORITHMS = ("sha256", "sha512", "blake3")
+ALGORITHMS = ("sha256", "sha512", "blake2b", "blake3")
 DEFAULT_ALGORITHM = "sha256"
 
 
@@ -25,6 +28,8 @@ def new_hasher(algorithm: str, *, max_threads: int = 1) -> Hasher:
         return hashlib.sha256()
     if algorithm == "sha512":
         return hashlib.sha512()
+    if algorithm == "blake2b":
+        return hashlib.blake2b()
     if algorithm == "blake3":
         try:
             import blake3

@@ -64,7 +64,7 @@ def default_cache_dir() -> Path:
 
 def _layout(algorithm: str) -> struct.Struct | None:
     """How one entry of a record is packed: seven int64s, then the raw digest."""
-    size = {"sha256": 32, "sha512": 64, "blake3": 32}.get(algorithm)
+    size = {"sha256": 32, "sha512": 64, "blake2b": 64, "blake3": 32}.get(algorithm)
     return struct.Struct(f"<7q{size}s") if size else None
 
 

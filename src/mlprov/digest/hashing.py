@@ -10,7 +10,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mlprov.digest.algorithms import new_hasher
 from mlprov.errors import FileChangedError, InputError
@@ -100,7 +100,11 @@ def hash_file(
         os.close(fd)
 
 
-_SMALL_HASHERS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
+_SMALL_HASHERS: dict[str, Callable[[bytes], Any]] = {
+    "sha256": hashlib.sha256,
+    "sha512": hashlib.sha512,
+    "blake2b": hashlib.blake2b,
+}
 
 
 def hash_small_file(

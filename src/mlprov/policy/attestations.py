@@ -3,9 +3,9 @@
 The step of an attestation is the step its signed Statement records (mlprov's own
 attestations, in-toto links) or else its file name `<step>.<anything>.json`, as
 in-toto/attestation-verifier names them. Materials and products follow
-attestation-verifier: a link's materials and an SLSA v1 provenance's
-resolvedDependencies are materials, subjects are products; any other predicate
-(test results, VSAs, ...) is *about* its subjects, so they are its materials.
+attestation-verifier: a link's materials, an SLSA v1 provenance's resolvedDependencies
+and an SLSA v0.2 provenance's materials are materials, subjects are products; any other
+predicate (test results, VSAs, ...) is *about* its subjects, so they are its materials.
 """
 
 from __future__ import annotations
@@ -15,14 +15,27 @@ import binascii
 import hashlib
 import json
 import posixpath
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlprov.errors import InputError
-from mlprov.predicates import LINK_V03, SLSA_PROVENANCE_V1, materials_of, step_of
+from mlprov.predicates import (
+    LINK_V03,
+    SLSA_PROVENANCE_V02,
+    SLSA_PROVENANCE_V1,
+    materials_of,
+    step_of,
+    with_extension_aliases,
+)
 from mlprov.signing.files import SignedAttestation, read_attestations
-from mlprov.statement import PAYLOAD_TYPE, ResourceDescriptor, Statement
+from mlprov.statement import (
+    PAYLOAD_TYPE,
+    ResourceDescriptor,
+    Statement,
+    proto_field_names_to_json,
+)
 
 #: name -> digest set, the form artifact rules compare.
 Artifacts = dict[str, dict[str, str]]
@@ -71,10 +84,19 @@ def step_from_filename(source: str) -> str | None:
     return name or None
 
 
+#: `scheme://`: a name that is a URI (SLSA v0.2 materials, git+https://...), not a path.
+_URI_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def _named(descriptors: list[ResourceDescriptor]) -> list[tuple[str, ResourceDescriptor]]:
-    return [
-        (posixpath.normpath(rd.name or rd.uri or ""), rd) for rd in descriptors if rd.name or rd.uri
-    ]
+    """(name, descriptor) of the named ones; a path name normalised, a URI name as given
+    (normpath would fold a URI's `//`, so that the layout's own URI no longer matched)."""
+    out = []
+    for rd in descriptors:
+        name = rd.name or rd.uri
+        if name:
+            out.append((name if _URI_NAME.match(name) else posixpath.normpath(name), rd))
+    return out
 
 
 def _artifacts(descriptors: list[ResourceDescriptor]) -> Artifacts:
@@ -130,13 +152,12 @@ def claim_from(attestation: SignedAttestation, *, file_name: str) -> Claim:
         raise InputError("payload is not JSON") from None
     if not isinstance(raw, dict):
         raise InputError("payload is not a JSON object")
-    if "_type" not in raw and "type" in raw:
-        # protojson (attestation-verifier, Go) accepts the proto field name `type`.
-        raw = {"_type": raw["type"], **{k: v for k, v in raw.items() if k != "type"}}
+    # protojson (attestation-verifier, Go) accepts the proto field name `type`.
+    raw = proto_field_names_to_json(raw, source="payload")
     statement = Statement.from_dict(raw, source="payload")
     kind = statement.predicateType
     kinds: dict[str, str | None] = {}
-    if kind in (SLSA_PROVENANCE_V1, LINK_V03):
+    if kind in (SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02, LINK_V03):
         materials = _artifacts(materials_of(statement))
         products = _artifacts(list(statement.subject))
         kinds = {name: rd.digest_of for name, rd in _named(list(statement.subject))}
@@ -144,7 +165,7 @@ def claim_from(attestation: SignedAttestation, *, file_name: str) -> Claim:
         materials, products = _artifacts(list(statement.subject)), {}
     return Claim(
         attestation=attestation,
-        statement=raw,
+        statement=with_extension_aliases(raw),
         predicate_type=kind,
         step=step_of(statement) or step_from_filename(file_name),
         materials=materials,

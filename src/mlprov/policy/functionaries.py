@@ -17,7 +17,7 @@ from mlprov.errors import InputError, MlprovError
 from mlprov.policy.layout import FunctionarySpec
 from mlprov.signing.dsse import Envelope, key_identity, verify_envelope
 from mlprov.signing.files import SignedAttestation
-from mlprov.signing.keys import load_public_key
+from mlprov.signing.keys import key_names, load_public_key
 
 
 class Functionary(Protocol):
@@ -53,7 +53,8 @@ class KeyFunctionary:
         # As DSSE verifiers do (go-securesystemslib, attestation-verifier): a signature
         # whose keyid names another key is not this key's, even if the bytes verify.
         envelope = attestation.envelope
-        mine = [s for s in envelope.signatures if not s.keyid or s.keyid == self.key.keyid]
+        names = key_names(self.key)
+        mine = [s for s in envelope.signatures if not s.keyid or s.keyid in names]
         if not mine:
             return False
         candidate = Envelope(envelope.payload, envelope.payload_type, mine)

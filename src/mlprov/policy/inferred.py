@@ -187,7 +187,7 @@ def _attributes(step: _Step, parameters: dict[str, float]) -> list[str]:
         rules = ["predicate.result == 'PASSED'"]
         for claim in step.claims:
             predicate = claim.statement.get("predicate") or {}
-            for check in predicate.get("thresholds") or []:
+            for check in predicate.get("mlprov_thresholds") or predicate.get("thresholds") or []:
                 metric, op = str(check.get("metric", "")), str(check.get("operator", ""))
                 if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", metric) or op not in {
                     ">=", "<=", ">", "<", "==",
@@ -195,7 +195,7 @@ def _attributes(step: _Step, parameters: dict[str, float]) -> list[str]:
                     continue
                 param = f"{step.name}_{metric}_{'min' if '>' in op else 'max'}".replace("-", "_")
                 parameters[param] = float(check.get("value", 0))
-                rule = f"double(predicate.metrics.{metric}) {op} double({{{param}}})"
+                rule = f"double(predicate.mlprov_metrics.{metric}) {op} double({{{param}}})"
                 if rule not in rules:
                     rules.append(rule)
         return rules

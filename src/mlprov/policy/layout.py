@@ -152,6 +152,14 @@ class Layout(_Strict):
         default=None, description="Not supported: a layout with inspections is refused"
     )
 
+    @field_validator("verifiedLevels")
+    @classmethod
+    def _slsa_levels(cls, value: list[str]) -> list[str]:
+        from mlprov.predicates.vsa import check_verified_levels
+
+        check_verified_levels(value)
+        return value
+
     @field_validator("expires")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:

@@ -84,7 +84,7 @@ steps:
         functionaries: [{eval_signer}]
         expectedAttributes:
           - rule: "predicate.result == 'PASSED'"
-          - rule: "double(predicate.metrics.{{metric}}) >= double({{min_score}})"
+          - rule: "double(predicate.mlprov_metrics.{{metric}}) >= double({{min_score}})"
           - rule: "size(predicate.failedTests) == 0"
             allowIfNoClaim: true
             warn: true
@@ -98,8 +98,9 @@ subjects:
 #: CEL: a run whose outcome was recorded (mlprov run, TrainingRun) succeeded; a step
 #: recorded after the fact (mlprov attest) records none.
 SUCCEEDED = (
-    "!('metadata' in predicate.runDetails) || !('mlprov' in predicate.runDetails.metadata)"
-    " || predicate.runDetails.metadata.mlprov.outcome == 'succeeded'"
+    "!('metadata' in predicate.runDetails)"
+    " || !('mlprov_outcome' in predicate.runDetails.metadata)"
+    " || predicate.runDetails.metadata.mlprov_outcome.outcome == 'succeeded'"
 )
 
 

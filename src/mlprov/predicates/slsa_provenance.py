@@ -82,7 +82,8 @@ class Builder(_Open):
 
 
 class BuildMetadata(_Open):
-    """When and as which invocation the build ran (mlprov adds an `mlprov` outcome object)."""
+    """When and as which invocation the build ran (mlprov adds `mlprov_outcome`, a RunOutcome;
+    `mlprov` before)."""
 
     invocationId: str | None = None
     startedOn: str | None = Field(default=None, pattern=TIMESTAMP_PATTERN)
@@ -90,7 +91,7 @@ class BuildMetadata(_Open):
 
 
 class RunOutcome(BaseModel):
-    """mlprov's extension of BuildMetadata: how the run ended (key `mlprov`)."""
+    """mlprov's extension of BuildMetadata: how the run ended (key `mlprov_outcome`)."""
 
     model_config = ConfigDict(extra="allow")
 

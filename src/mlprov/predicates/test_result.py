@@ -1,8 +1,11 @@
-"""in-toto test-result v0.1 with mlprov's evaluation extensions (`step`, `metrics`, `thresholds`).
+"""in-toto test-result v0.1 with mlprov's evaluation extensions.
 
 An evaluation's Statement names the model as subject; `configuration` names what the
-evaluation read (datasets, config); `metrics` holds the scores and `thresholds` each
-`metric OP value` check, whose names also appear in passedTests / failedTests.
+evaluation read (datasets, config). The extensions are named `<vendor>_<field>` as SLSA
+asks: `mlprov_step` (the pipeline step), `mlprov_metrics` (the scores) and
+`mlprov_thresholds` (each `metric OP value` check, whose names also appear in
+passedTests / failedTests). Predicates written before under `step`, `metrics` and
+`thresholds` are read the same.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from mlprov.errors import InputError
 from mlprov.predicates import TEST_RESULT_V01
@@ -104,10 +107,23 @@ class TestResult(BaseModel):
     passedTests: list[str] | None = None
     warnedTests: list[str] | None = None
     failedTests: list[str] | None = None
-    step: str | None = Field(default=None, description="mlprov: pipeline step name")
-    metrics: dict[str, Any] | None = Field(default=None, description="mlprov: evaluation scores")
+    step: str | None = Field(
+        default=None,
+        alias="mlprov_step",
+        validation_alias=AliasChoices("mlprov_step", "step"),
+        description="mlprov extension: pipeline step name (`step` before)",
+    )
+    metrics: dict[str, Any] | None = Field(
+        default=None,
+        alias="mlprov_metrics",
+        validation_alias=AliasChoices("mlprov_metrics", "metrics"),
+        description="mlprov extension: evaluation scores (`metrics` before)",
+    )
     thresholds: list[ThresholdResult] | None = Field(
-        default=None, description="mlprov: each threshold checked and its outcome"
+        default=None,
+        alias="mlprov_thresholds",
+        validation_alias=AliasChoices("mlprov_thresholds", "thresholds"),
+        description="mlprov extension: each threshold checked and its outcome",
     )
 
     @field_validator("configuration")

@@ -6,15 +6,49 @@ modelled; unknown fields of VSAs read from elsewhere are kept.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlprov.errors import InputError
 from mlprov.predicates import VSA_V1
 from mlprov.statement import ResourceDescriptor, Statement
 
 SLSA_VERSION = "1.0"
+#: The SlsaResult of a failed verification.
+FAILED_LEVEL = "FAILED"
+#: `SLSA_<TRACK>_LEVEL_<n>`: the only shape a level starting with `SLSA_` may have.
+_SLSA_LEVEL = re.compile(r"^SLSA_([A-Z0-9]+)_LEVEL_(\d+)$")
+
+
+def check_verified_levels(levels: list[str]) -> None:
+    """The spec's rules for verifiedLevels, and slsa-verifier's reading of them.
+
+    A level starting with `SLSA_` is `SLSA_<TRACK>_LEVEL_<n>` (custom values must not
+    start with `SLSA_`); at most one level per track; `FAILED` is not a level a pass
+    vouches for. Raises ValueError naming the offending value.
+    """
+    tracks: dict[str, str] = {}
+    for level in levels:
+        if level == FAILED_LEVEL:
+            raise ValueError("FAILED is what a failed check records, not a verified level")
+        if not level.startswith("SLSA_"):
+            continue
+        match = _SLSA_LEVEL.match(level)
+        if not match:
+            raise ValueError(
+                f"verified level {level!r} starts with SLSA_ but is not SLSA_<TRACK>_LEVEL_<n>"
+                " (custom levels must not start with SLSA_)"
+            )
+        track = match.group(1)
+        if track in tracks:
+            raise ValueError(
+                f"verified levels {tracks[track]!r} and {level!r}: at most one level per"
+                f" SLSA track ({track})"
+            )
+        tracks[track] = level
 
 
 class _Model(BaseModel):
@@ -75,8 +109,13 @@ def build_vsa(
 ) -> Statement:
     """A Statement carrying a VSA about `subjects`.
 
-    A FAILED verdict lists no verified levels: nothing was verified to any level.
+    A FAILED verdict's verifiedLevels is `["FAILED"]`, as the spec's SlsaResult says;
+    a PASSED one lists `verified_levels` (checked by `check_verified_levels`).
     """
+    try:
+        check_verified_levels(verified_levels)
+    except ValueError as exc:
+        raise InputError(f"verifiedLevels: {exc}") from None
     when = (time_verified or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     predicate = VerificationSummary(
         verifier=VsaVerifier(id=verifier_id),
@@ -85,7 +124,7 @@ def build_vsa(
         policy=policy,
         inputAttestations=inputs,
         verificationResult="PASSED" if passed else "FAILED",
-        verifiedLevels=list(verified_levels) if passed else [],
+        verifiedLevels=list(verified_levels) if passed else [FAILED_LEVEL],
         dependencyLevels=dependency_levels or None,
     )
     return Statement(

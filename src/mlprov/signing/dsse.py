@@ -19,6 +19,7 @@ from securesystemslib.signer import Key, Signature, Signer, SSlibKey
 
 from mlprov.errors import InputError, VerificationError
 from mlprov.fsio import parse_json
+from mlprov.signing.keys import scheme_variants
 from mlprov.statement import PAYLOAD_TYPE, Statement
 
 #: Upper bound on an envelope file, so hostile input cannot exhaust memory.
@@ -182,13 +183,15 @@ def _candidate_signatures(key: Key, sig: bytes) -> list[bytes]:
 
 
 def signature_verifies(key: Key, sig: bytes, data: bytes) -> bool:
-    """True when `sig` over `data` verifies with `key` (DER or raw r||s for ECDSA)."""
-    for candidate in _candidate_signatures(key, sig):
-        try:
-            key.verify_signature(Signature(key.keyid, candidate.hex()), data)
-            return True
-        except Exception:  # securesystemslib raises several kinds; any means "no"
-            continue
+    """True when `sig` over `data` verifies with `key` (DER or raw r||s for ECDSA; an RSA
+    key as PSS or PKCS#1 v1.5, see `scheme_variants`)."""
+    for variant in scheme_variants(key):
+        for candidate in _candidate_signatures(variant, sig):
+            try:
+                variant.verify_signature(Signature(variant.keyid, candidate.hex()), data)
+                return True
+            except Exception:  # securesystemslib raises several kinds; any means "no"
+                continue
     return False
 
 

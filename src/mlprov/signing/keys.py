@@ -8,6 +8,7 @@ variable or the caller, never from the command line).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -43,6 +44,64 @@ def _password_from_env(password_env: str | None) -> bytes | None:
     if value is None:
         raise InputError(f"environment variable {password_env} (the key passphrase) is not set")
     return value.encode()
+
+
+#: RSA signature schemes mlprov signs with: PSS (securesystemslib's default) and PKCS#1 v1.5
+#: (what slsa-verifier and Go's sigstore verifiers check RSA signatures as).
+RSA_SCHEMES = ("rsassa-pss-sha256", "rsa-pkcs1v15-sha256")
+
+
+def check_scheme(key_type: str, scheme: str | None) -> None:
+    """A signature scheme may be chosen for RSA keys only, among RSA_SCHEMES."""
+    if scheme is None:
+        return
+    if not key_type.startswith("rsa"):
+        raise InputError(f"--scheme {scheme} is for RSA keys; a {key_type} key has one scheme")
+    if scheme not in RSA_SCHEMES:
+        raise InputError(f"unknown RSA scheme {scheme!r}; choose one of {', '.join(RSA_SCHEMES)}")
+
+
+def with_rsa_scheme(signer: Signer, scheme: str | None) -> Signer:
+    """The same RSA key signing with `scheme` (a PEM file does not record one)."""
+    if scheme is None or signer.public_key.scheme == scheme:
+        return signer
+    check_scheme(signer.public_key.keytype, scheme)
+    if not isinstance(signer, CryptoSigner):
+        raise InputError(f"--scheme needs a local key file; {type(signer).__name__} signs as is")
+    private: Any = signer._private_key
+    return CryptoSigner(private, SSlibKey.from_crypto(private.public_key(), scheme=scheme))
+
+
+def scheme_variants(key: Key) -> list[Key]:
+    """The key, and for an RSA key read without a recorded scheme its other RSA scheme.
+
+    A PEM public key says nothing about the scheme, so an RSA signature is accepted as
+    PSS or PKCS#1 v1.5 with SHA-256: both by the one trusted key, counted once.
+    """
+    if not (isinstance(key, SSlibKey) and key.keytype == "rsa" and key.scheme in RSA_SCHEMES):
+        return [key]
+    others = [
+        SSlibKey(key.keyid, key.keytype, scheme, dict(key.keyval))
+        for scheme in RSA_SCHEMES
+        if scheme != key.scheme
+    ]
+    return [key, *others]
+
+
+def spki_keyid(key: Key) -> str:
+    """slsa-verifier's default key id: `SHA256:` + unpadded base64 of sha256(DER SPKI)."""
+    import base64
+
+    der = _spki(key, serialization.Encoding.DER)
+    return "SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
+
+
+def key_names(key: Key) -> set[str]:
+    """Every keyid that names this key: securesystemslib's and slsa-verifier's (SPKI)."""
+    names = {key.keyid}
+    with contextlib.suppress(InputError, ValueError):
+        names.add(spki_keyid(key))
+    return names
 
 
 def load_private_key_pem(path: Path, *, password: bytes | None = None) -> CryptoSigner:
@@ -174,13 +233,15 @@ def _key_from_json(data: bytes, source: str) -> Key:
 
 def public_pem(key: Key) -> bytes:
     """PEM SubjectPublicKeyInfo of a key."""
+    return _spki(key, serialization.Encoding.PEM)
+
+
+def _spki(key: Key, encoding: serialization.Encoding) -> bytes:
     if not isinstance(key, SSlibKey):
-        raise InputError(f"key {key.keyid} ({key.keytype}) has no PEM form")
+        raise InputError(f"key {key.keyid} ({key.keytype}) has no SubjectPublicKeyInfo")
     public: Any = key._crypto_key()
-    pem: bytes = public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return pem
+    spki: bytes = public.public_bytes(encoding, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return spki
 
 
 def pem_hint(key: Key) -> str:
@@ -198,8 +259,14 @@ class KeyPair:
     key: SSlibKey
 
 
-def generate_keypair(key_type: str = "ecdsa-p256", *, password: bytes | None = None) -> KeyPair:
-    """Generate a key pair; the private half is PKCS#8 PEM, encrypted when `password` is given."""
+def generate_keypair(
+    key_type: str = "ecdsa-p256", *, password: bytes | None = None, scheme: str | None = None
+) -> KeyPair:
+    """Generate a key pair; the private half is PKCS#8 PEM, encrypted when `password` is given.
+
+    `scheme` (RSA only) sets the scheme the returned key and keyid are for.
+    """
+    check_scheme(key_type, scheme)
     private: Any
     if key_type == "ed25519":
         private = ed25519.Ed25519PrivateKey.generate()
@@ -219,5 +286,9 @@ def generate_keypair(key_type: str = "ecdsa-p256", *, password: bytes | None = N
     private_pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    key = key_from_crypto(private.public_key())
+    key = (
+        SSlibKey.from_crypto(private.public_key(), scheme=scheme)
+        if scheme
+        else key_from_crypto(private.public_key())
+    )
     return KeyPair(private_pem=private_pem, public_pem=public_pem(key), keyid=key.keyid, key=key)

@@ -23,10 +23,17 @@ from mlprov.digest import DEFAULT_IGNORES, DigestCache, ManifestDiff, TreeManife
 from mlprov.digest.manifest import diff_against
 from mlprov.digest.tree import DigestProgress
 from mlprov.errors import InputError, VerificationError
-from mlprov.predicates.oms import OmsPredicate, oms_statement, parse_oms
+from mlprov.fsio import parse_json, read_input
+from mlprov.predicates.oms import (
+    OMS_HASH_TYPES,
+    OmsPredicate,
+    check_oms_bundle,
+    oms_statement,
+    parse_oms,
+)
 from mlprov.signing.bundle import key_bundle
-from mlprov.signing.dsse import sign_envelope, verify_envelope
-from mlprov.signing.files import SignedAttestation
+from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, sign_envelope, verify_envelope
+from mlprov.signing.files import SignedAttestation, parse_attestation
 from mlprov.signing.keys import key_from_crypto, pem_hint
 from mlprov.signing.sigstore_bundle import SigstoreIdentity, verify_bundle
 from mlprov.statement import Statement
@@ -47,7 +54,85 @@ def _clean_ignore_path(path: str) -> str:
     rel = path.strip().strip("/")
     if not rel or rel == "." or ".." in Path(rel).parts or Path(rel).is_absolute():
         raise InputError(f"ignore path {path!r} must be a relative path inside the model")
-    return rel
+    return Path(rel).as_posix()
+
+
+def _matches(model: Path, rel: str) -> bool:
+    path = model / rel
+    return path.exists() or path.is_symlink()
+
+
+@dataclass(frozen=True)
+class IgnorePaths:
+    """Ignore paths as the model's relative paths, and the given ones that matched nothing."""
+
+    relative: list[str]
+    unmatched: list[str]
+
+
+def resolve_ignore_paths(model: Path, given: Sequence[str]) -> IgnorePaths:
+    """Accept an ignore path relative to the model (`ignore-me`) or as given on the command
+    line (`./model/ignore-me`, model_signing's `--ignore-paths` form, absolute or relative
+    to the working directory).
+
+    The form that names something inside the model is used; a path that names something
+    both ways, differently, is refused as ambiguous. A path that matches nothing is kept
+    (as the model-relative form; dropped when it lies outside the model) and reported in
+    `unmatched`.
+    """
+    model = Path(model)
+    relative: list[str] = []
+    unmatched: list[str] = []
+    for text in given:
+        as_given = _relative_inside(Path(text), model) if model.is_dir() else None
+        candidates = [c for c in (as_given,) if c]
+        if not Path(text).is_absolute():
+            try:
+                candidates.append(_clean_ignore_path(text))
+            except InputError:
+                if not candidates:
+                    raise
+        candidates = list(dict.fromkeys(candidates))
+        if not candidates:  # outside the model: model_signing skips it too
+            unmatched.append(text)
+            continue
+        existing = [c for c in candidates if _matches(model, c)]
+        if len(existing) > 1:
+            raise InputError(
+                f"ignore path {text!r} is ambiguous: it names both {existing[0]!r} and"
+                f" {existing[1]!r} inside {model}; give the path relative to the model"
+            )
+        if existing:
+            relative.append(existing[0])
+        else:
+            relative.append(candidates[-1])
+            unmatched.append(text)
+    return IgnorePaths(relative=list(dict.fromkeys(relative)), unmatched=unmatched)
+
+
+def read_model_signature(path: Path) -> SignedAttestation:
+    """Read an OMS signature bundle, refusing a malformed one before anything is hashed.
+
+    The bundle, its envelope and its Statement are checked against mlprov's copy of the
+    OMS v1.0 schemas (`check_oms_bundle`): exit 2 with the place that is wrong.
+    """
+    source = str(path)
+    data = read_input(Path(path), limit=MAX_ENVELOPE_BYTES, what="model signature")
+    if not data.strip():
+        raise InputError(f"{source}: empty file, not an OMS signature bundle")
+    check_oms_bundle(parse_json(data, source=source), source=source)
+    return parse_attestation(data, source=source)
+
+
+def check_serialization(algorithm: str, shard_size: int | None) -> None:
+    """Refuse what no model_signing version signs or verifies: blake3 shards."""
+    if algorithm not in OMS_HASH_TYPES:
+        raise InputError(f"OMS signatures use {', '.join(OMS_HASH_TYPES)}, not {algorithm}")
+    if algorithm == "blake3" and shard_size:
+        raise InputError(
+            "--shard-size cannot be used with --hash blake3: model_signing hashes blake3"
+            " per file (it writes and verifies no blake3 shards); drop --shard-size"
+        )
 
 
 def model_manifest(
@@ -88,6 +173,7 @@ def model_statement(
     are the given ones, the signature file and model_signing's defaults.
     """
     model = Path(model)
+    check_serialization(algorithm, shard_size)
     ignored = [_clean_ignore_path(p) for p in ignore_paths]
     if signature_path is not None:
         inside = _relative_inside(signature_path, model)
@@ -334,9 +420,13 @@ def verify_model(
 ) -> ModelVerification:
     """Verify an OMS signature and that the model on disk is exactly what was signed.
 
-    Signature failures raise VerificationError; the returned ModelVerification's
-    `diff` names files that changed, went missing or were added (`ok` is False then).
+    The bundle's structure is checked first (InputError), then the signature
+    (VerificationError), then the predicate, and only then is the model hashed; the
+    returned ModelVerification's `diff` names files that changed, went missing or were
+    added (`ok` is False then).
     """
+    if attestation.kind == "bundle":
+        check_oms_bundle(attestation.bundle, source=attestation.source)
     signers = verify_model_signature(
         attestation,
         keys=keys,

@@ -128,7 +128,12 @@ def verify_attestation(
         raise VerificationError(str(exc)) from None
     checks.append(Check("payload", True, f"{envelope.payload_type}", source))
     checks.append(
-        Check("statement", True, f"in-toto Statement v1, {statement.predicateType}", source)
+        Check(
+            "statement",
+            True,
+            f"in-toto Statement {statement.version}, {statement.predicateType}",
+            source,
+        )
     )
     return VerifiedAttestation(
         statement=statement,

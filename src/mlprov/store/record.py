@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mlprov.errors import InputError
-from mlprov.predicates import SLSA_PROVENANCE_V1, materials_of, products_of, step_of
+from mlprov.predicates import build_type_of, materials_of, products_of, step_of
 from mlprov.signing.files import SignedAttestation
-from mlprov.statement import ResourceDescriptor, Statement
+from mlprov.statement import ResourceDescriptor
 
 #: Digest algorithms in order of preference for an artifact's identity.
 PREFERRED_ALGORITHMS = ("sha256", "sha512", "sha384", "blake3", "sha3-256", "gitCommit", "sha1")
@@ -86,14 +86,6 @@ class ArtifactRef:
     @classmethod
     def of(cls, role: Role, position: int, descriptor: ResourceDescriptor) -> ArtifactRef:
         return cls(role, position, digest_keys(descriptor.digest), descriptor.name, descriptor.uri)
-
-
-def build_type_of(statement: Statement) -> str | None:
-    """The SLSA buildType of a provenance Statement, else None."""
-    if statement.predicateType != SLSA_PROVENANCE_V1:
-        return None
-    found: Any = (statement.predicate or {}).get("buildDefinition", {}).get("buildType")
-    return found if isinstance(found, str) and found else None
 
 
 def attestation_digest(raw: bytes) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from mlprov.predicates import (
     LINK_V03,
     OMS_V1,
+    SLSA_PROVENANCE_V02,
     SLSA_PROVENANCE_V1,
     TEST_RESULT_V01,
     VSA_V1,
@@ -21,6 +22,7 @@ from mlprov.store.lineage import LineageEdge, LineageGraph
 FORMATS = ("tree", "json", "dot", "mermaid")
 _SHORT_TYPES = {
     SLSA_PROVENANCE_V1: "slsa-provenance",
+    SLSA_PROVENANCE_V02: "slsa-provenance-v0.2",
     TEST_RESULT_V01: "test-result",
     LINK_V03: "link",
     VSA_V1: "vsa",
