@@ -8,7 +8,13 @@ from pathlib import Path
 
 import click
 
-from mlprov.cli._common import echo_json, force_option, json_option, progress_bar
+from mlprov.cli._common import (
+    echo_json,
+    follow_symlinks_option,
+    force_option,
+    json_option,
+    progress_bar,
+)
 from mlprov.cli.sign import keyless_signing_options, load_signers, signing_key_options
 from mlprov.cli.verify import identities_from, sigstore_options
 from mlprov.digest import DigestCache
@@ -61,6 +67,7 @@ def model() -> None:
     show_default=True,
 )
 @click.option("--shard-size", type=click.IntRange(min=1), help="Use the `shards` method.")
+@follow_symlinks_option
 @keyless_signing_options
 @force_option
 @json_option
@@ -73,6 +80,7 @@ def sign_cmd(
     ignore_paths: tuple[str, ...],
     algorithm: str,
     shard_size: int | None,
+    follow_symlinks: bool,
     sigstore: bool,
     identity_token: str | None,
     staging: bool,
@@ -95,6 +103,7 @@ def sign_cmd(
                 shard_size=shard_size,
                 cache=cache,
                 progress=bar,
+                follow_symlinks=follow_symlinks,
             )
             token = resolve_identity_token(identity_token, staging=staging)
             data = sign_statement_sigstore(statement.to_bytes(), token=token, staging=staging)
@@ -111,6 +120,7 @@ def sign_cmd(
                 shard_size=shard_size,
                 cache=cache,
                 progress=bar,
+                follow_symlinks=follow_symlinks,
             )
             data = bundle_bytes(bundle)
             if signer.public_key.keytype != "ecdsa":
@@ -159,6 +169,7 @@ def sign_cmd(
 @click.option(
     "--ignore-path", "ignore_paths", multiple=True, help="Path inside MODEL not to check."
 )
+@follow_symlinks_option
 @json_option
 @click.pass_context
 def verify_cmd(
@@ -173,6 +184,7 @@ def verify_cmd(
     trusted_root: Path | None,
     staging: bool,
     ignore_paths: tuple[str, ...],
+    follow_symlinks: bool,
     as_json: bool,
 ) -> None:
     """Verify MODEL against an OMS signature; exit 1 naming any changed, missing or added file."""
@@ -198,6 +210,7 @@ def verify_cmd(
             signature_path=signature,
             cache=cache,
             progress=bar,
+            follow_symlinks=follow_symlinks,
         )
     serialization = result.predicate.serialization
     if as_json:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 from securesystemslib.signer import Key
 
-from mlprov.cli._common import echo_json, json_option
+from mlprov.cli._common import echo_json, follow_symlinks_option, json_option
 from mlprov.errors import InputError, VerificationError
 from mlprov.signing.files import read_attestations
 from mlprov.signing.keys import load_public_key
@@ -99,6 +99,7 @@ def trusted_key_options(func: F) -> F:
     type=click.Path(path_type=Path),
     help="File or tree that must match a subject digest. Repeatable.",
 )
+@follow_symlinks_option
 @json_option
 @click.pass_context
 def verify(
@@ -112,6 +113,7 @@ def verify(
     trusted_root: Path | None,
     staging: bool,
     subject_paths: tuple[Path, ...],
+    follow_symlinks: bool,
     as_json: bool,
 ) -> None:
     """Verify every signed attestation in FILE (DSSE, .intoto.jsonl or Sigstore bundle)."""
@@ -146,7 +148,9 @@ def verify(
             signers = verified.signers
             predicate_type = verified.statement.predicateType
             for path in subject_paths:
-                checks.append(check_subject_path(verified.statement, path))
+                checks.append(
+                    check_subject_path(verified.statement, path, follow_symlinks=follow_symlinks)
+                )
         ok = all(c.passed for c in checks)
         all_ok = all_ok and ok
         reports.append(

@@ -20,16 +20,22 @@ from mlprov.statement import Statement
 
 
 def check_subject_path(
-    statement: Statement, path: Path, *, cache: DigestCache | None = None
+    statement: Statement,
+    path: Path,
+    *,
+    cache: DigestCache | None = None,
+    follow_symlinks: bool = False,
 ) -> Check:
-    """Whether the file or tree at `path` is one of the Statement's subjects."""
+    """Whether the file or tree at `path` is one of the Statement's subjects (symlinks as
+    the digest walk's rule says: `follow_symlinks`, and hub snapshots' blobs)."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: no such file or directory")
     if path.is_dir():
-        return _check_tree(statement, path, cache)
+        return _check_tree(statement, path, cache, follow_symlinks)
+    target = path.resolve() if follow_symlinks and path.is_symlink() else path
     wanted = {alg for _, digests in statement.subject_digests() for alg in digests}
-    computed = {alg: digest_file(path, alg) for alg in ALGORITHMS if alg in wanted}
+    computed = {alg: digest_file(target, alg) for alg in ALGORITHMS if alg in wanted}
     for name, digests in statement.subject_digests():
         for alg, value in digests.items():
             if computed.get(alg) == value.lower():
@@ -40,8 +46,10 @@ def check_subject_path(
     return Check("subject", False, f"matches no subject (file is {shown})", str(path))
 
 
-def _check_tree(statement: Statement, path: Path, cache: DigestCache | None) -> Check:
-    manifest = digest_tree(path, cache=cache)
+def _check_tree(
+    statement: Statement, path: Path, cache: DigestCache | None, follow_symlinks: bool
+) -> Check:
+    manifest = digest_tree(path, cache=cache, follow_symlinks=follow_symlinks)
     for name, digests in statement.subject_digests():
         if digests.get("sha256", "").lower() == manifest.digest:
             return Check("subject", True, f"tree matches subject {name or '(unnamed)'}", str(path))
