@@ -538,11 +538,11 @@ def read_pickle(path: Path, name: str, head: bytes) -> FileFacts:
 
     opener: Any = None
     if head.startswith(b"\x1f\x8b"):
-        opener = gzip.GzipFile
+        opener = gzip.open
     elif head.startswith(b"BZh"):
-        opener = bz2.BZ2File
+        opener = bz2.open
     elif head.startswith((b"\xfd7zXZ", b"\x5d\x00\x00")):
-        opener = lzma.LZMAFile
+        opener = lzma.open
     handle, _ = _open_regular(path)
     with contextlib.ExitStack() as stack:
         stack.enter_context(handle)
