@@ -96,6 +96,7 @@ def test_safetensors_facts(tmp_path: Path) -> None:
          "bad shape"),
         (with_header({"__metadata__": {"k": 1}}, b""), "not an object of strings"),
         (struct.pack("<Q", 19) + b'{"a": {}, "a": {}} ', "appears twice"),
+        (struct.pack("<Q", 200_000) + b"[" * 100_000 + b"]" * 100_000, "not JSON"),
     ],
 )  # fmt: skip
 def test_a_safetensors_header_that_lies_is_malformed(
