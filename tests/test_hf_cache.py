@@ -330,6 +330,8 @@ def test_lineage_of_a_hub_reference(tiny_lm: Path, tmp_path: Path) -> None:
     document = json.loads(up.out)
     assert f"sha256:{digest_tree(tiny_lm).digest}" in {n["digest"] for n in document["nodes"]}
     assert document["modelFacts"][f"sha256:{digest_tree(tiny_lm).digest}"]["parameterCount"] == 48
+    ends = run_cli("lineage", "hf://acme/tiny-lm@main", "--down", "--only-models")
+    assert ends.code == 0 and ends.out.count("\n") == 1 and "model facts" not in ends.out
     by_commit = run_cli("lineage", f"hf://acme/tiny-lm@{COMMIT}", "--down")
     assert by_commit.code == 0 and by_commit.out == down.out
 
@@ -389,4 +391,48 @@ def test_mlprov_signs_a_snapshot_model_signing_verifies(tiny_lm: Path, tmp_path:
     code, output = _model_signing_cli(
         "verify", "key", tiny_lm, "--signature", sig, "--public_key", pub, "--allow_symlinks"
     )
+    assert code == 0, output
+
+
+def test_every_tree_command_follows_other_links_only_when_asked(tmp_path: Path) -> None:
+    """Outside a hub snapshot a link is refused by every command, and followed when asked."""
+    outside = tmp_path / "elsewhere.bin"
+    outside.write_bytes(b"weights kept elsewhere")
+    model = plain_copy(tmp_path, {"config.json": b"{}"})
+    (model / "weights.bin").symlink_to(outside)
+    priv, pub = _keys(tmp_path)
+    metrics = tmp_path / "m.json"
+    metrics.write_text('{"accuracy": 1.0}')
+    signed = tmp_path / "signed.intoto.json"
+    quiet = ["--no-git", "--no-packages"]
+    commands: list[list[str | Path]] = [
+        ["digest", model],
+        ["attest", "train", "--model", model, *quiet, "--out", tmp_path / "t.json"],
+        ["attest", "eval", "--model", model, "--metrics", metrics, "--out", tmp_path / "e.json"],
+        ["run", "--step", "s", "--products", model, *quiet, "--out", tmp_path / "r.json",
+         "--", "true"],
+        ["model", "sign", model, "--key", priv, "--out", tmp_path / "m.sig"],
+        ["model", "verify", model, "--signature", tmp_path / "m.sig", "--key", pub],
+        ["attest", "train", "--model", model, *quiet, "--sign", priv, "--out", signed],
+        ["verify", signed, "--key", pub, "--subject-path", model],
+        ["lineage", model, "--up"],
+    ]  # fmt: skip
+    for command in commands:
+        refused = run_cli(*command)
+        assert refused.code == 2, (command, refused)
+        assert "weights.bin is a symlink (use --follow-symlinks" in refused.err, command
+        at = command.index("--") if "--" in command else len(command)
+        asked = run_cli(*command[:at], "--follow-symlinks", *command[at:])
+        expected = 1 if command[0] == "lineage" else 0  # lineage: nothing in the store
+        assert asked.code == expected, (command, asked)
+    statement = json.loads(
+        __import__("base64").b64decode(
+            json.loads((tmp_path / "m.sig").read_text())["dsseEnvelope"]["payload"]
+        )
+    )
+    assert statement["predicate"]["serialization"]["allow_symlinks"] is True
+    code, output = _model_signing_cli(
+        "verify", "key", model, "--signature", tmp_path / "m.sig", "--public_key", pub,
+        "--allow_symlinks",
+    )  # fmt: skip
     assert code == 0, output

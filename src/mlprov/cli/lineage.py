@@ -141,7 +141,7 @@ def lineage(
             text = "".join(f"{d}  {graph.nodes[d].label}\n" for d in ends)
     else:
         text = render(graph, fmt, color=out is None and fmt == "tree" and sys.stdout.isatty())
-    text = _with_facts(text, fmt, graph, facts)
+        text = _with_facts(text, fmt, graph, facts)
     if out is not None:
         write_bytes_atomic(out, text.encode(), force=force)
         click.echo(f"wrote {fmt} lineage of {digest} to {out}", err=True)

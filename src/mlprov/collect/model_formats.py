@@ -26,7 +26,7 @@ import struct
 import zipfile
 from collections.abc import Iterator
 from math import prod
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +48,13 @@ MAX_LISTED = 256
 METADATA_VALUE_LIMIT = 1024
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".sav"}
+#: Text and data files never sniffed for a model format (any other name is: a pickle
+#: renamed `weights.dat` still loads through pickle).
+TEXT_SUFFIXES = {
+    ".json", ".jsonl", ".txt", ".md", ".py", ".yaml", ".yml", ".toml", ".csv", ".tsv",
+    ".parquet", ".arrow", ".html", ".png", ".jpg", ".jpeg", ".gif", ".cfg", ".ini", ".log",
+    ".model", ".tiktoken", ".vocab", ".merges", ".spm", ".xml", ".gitattributes",
+}  # fmt: skip
 Format = Literal["safetensors", "gguf", "onnx", "npy", "npz", "pickle", "pytorch-zip"]
 
 #: safetensors dtypes and their width in bits.
@@ -125,7 +132,8 @@ class ModelFacts(BaseModel):
 
 def _open_regular(path: Path) -> tuple[IO[bytes], int]:
     """A regular file opened for reading (no FIFO can hang it) and its size."""
-    fd = os.open(os.path.realpath(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
+    # Links were vetted by the digest walk that listed the file (hub blobs, or asked for).
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -586,17 +594,31 @@ def _is_torch_zip(path: Path) -> bool:
         return False
 
 
-def read_file_facts(path: Path, name: str) -> FileFacts | None:
-    """The facts of one file whose suffix or first bytes name a model format, else None."""
-    suffix = PurePosixPath(name if name != "." else path.name).suffix.lower()
+def _sniff(path: str) -> tuple[bytes, int] | None:
+    """The first 8 bytes and the size of a regular file (None for anything else)."""
     try:
-        handle, size = _open_regular(path)
-        with handle:
-            head = handle.read(8)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
     except OSError:
         return None
-    except Malformed:
+    try:
+        st = os.fstat(fd)
+        return (os.read(fd, 8), st.st_size) if stat.S_ISREG(st.st_mode) else None
+    except OSError:
         return None
+    finally:
+        os.close(fd)
+
+
+def read_file_facts(path: str | Path, name: str) -> FileFacts | None:
+    """The facts of one file whose suffix or first bytes name a model format, else None."""
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in TEXT_SUFFIXES:
+        return None
+    sniffed = _sniff(str(path))
+    if sniffed is None:
+        return None
+    head, size = sniffed
+    path = Path(path)
     readers: list[tuple[Format, Any]] = []
     if suffix == ".safetensors":
         readers.append(("safetensors", read_safetensors))
@@ -635,15 +657,17 @@ def read_file_facts(path: Path, name: str) -> FileFacts | None:
 
 def scan_model(root: Path, manifest: TreeManifest) -> ModelFacts:
     """The facts of every recognised file of a model tree (or the one file) just digested."""
-    root = Path(root)
+    top = str(root)
     names = dict.fromkeys(e.path.rsplit(":", 2)[0] if manifest.method == "shards" else e.path
                           for e in manifest.files)  # fmt: skip
     files: list[FileFacts] = []
     for index, name in enumerate(names):
         if index >= MAX_SCANNED_FILES:
             break
-        path = root if name == "." else root.joinpath(*PurePosixPath(name).parts)
-        facts = read_file_facts(path, name if name != "." else root.name)
+        if name == ".":
+            facts = read_file_facts(top, Path(root).name)
+        else:
+            facts = read_file_facts(os.path.join(top, *name.split("/")), name)
         if facts is not None:
             files.append(facts)
     per_format: dict[str, int] = {}
