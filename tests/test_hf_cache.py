@@ -436,3 +436,18 @@ def test_every_tree_command_follows_other_links_only_when_asked(tmp_path: Path) 
         "--allow_symlinks",
     )  # fmt: skip
     assert code == 0, output
+
+
+def test_an_incomplete_snapshot_is_refused(hub: Path, tiny_lm: Path) -> None:
+    """huggingface_hub (2.x) keeps the commit's file listing; a snapshot missing a listed
+    file is incomplete (an interrupted download), and is not attested as the model."""
+    tree_cache = pytest.importorskip("huggingface_hub._tree_cache")
+    entries = {
+        name: tree_cache.TreeCacheEntry(size=len(data), blob_id=git_blob_id(data))
+        for name, data in {**TINY_LM, "extra.bin": b"never downloaded"}.items()
+    }
+    tree_cache.write_tree_cache(str(tiny_lm.parent.parent), COMMIT, entries)
+    result = run_cli("digest", "hf://acme/tiny-lm@main")
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert "is incomplete in the Hugging Face cache" in result.err
+    assert "hf download acme/tiny-lm --revision main" in result.err

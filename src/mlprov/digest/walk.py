@@ -25,8 +25,9 @@ DEFAULT_IGNORES: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitig
 
 
 class FileInfo(NamedTuple):
-    """A regular file found in a tree: where it is, its name in the tree, its stat, and
-    the (st_dev, st_ino) of the directory holding it (which names its cache record).
+    """A regular file found in a tree: where to read it (for a followed symlink, the real
+    path of its target, opened with O_NOFOLLOW), its name in the tree (the link's), its
+    stat, and the (st_dev, st_ino) of the directory holding it (which names its cache record).
 
     A NamedTuple: a million of them are built for a million files.
     """
