@@ -517,7 +517,8 @@ def _subject_notes(
 ) -> dict[str, Any] | None:
     """A subject's annotations: the model facts and hub origin found, and any given."""
     found = described.annotations or {}
-    notes: dict[str, Any] = {k: found[k] for k in ("modelFacts", "huggingFace") if k in found}
+    kept = ("digestOf", "modelFacts", "huggingFace")  # digestOf: file or tree, when recorded
+    notes: dict[str, Any] = {k: found[k] for k in kept if k in found}
     notes.update(extra or {})
     return notes or None
 

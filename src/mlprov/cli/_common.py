@@ -16,16 +16,6 @@ json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text."
 )
 force_option = click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-#: The one symlink option of every command that reads a tree (the rule: docs/digest.md).
-follow_symlinks_option = click.option(
-    "--follow-symlinks",
-    "--allow-symlinks",
-    "--allow_symlinks",
-    "follow_symlinks",
-    is_flag=True,
-    help="Hash what symlinks point to, wherever they point (model_signing's --allow_symlinks)."
-    " Without it, only a Hugging Face snapshot's links into its own blobs/ are followed.",
-)
 
 
 def echo_json(data: Any) -> None:
@@ -131,3 +121,15 @@ def signers_from(keys: tuple[str, ...], password_env: str | None) -> list[Any]:
     from mlprov.signing.keys import load_signer
 
     return [load_signer(uri, password_env=password_env) for uri in keys]
+
+
+#: The one symlink option of every command that reads a tree (the rule: docs/digest.md).
+follow_symlinks_option = click.option(
+    "--follow-symlinks",
+    "--allow-symlinks",
+    "--allow_symlinks",
+    "follow_symlinks",
+    is_flag=True,
+    help="Hash what symlinks point to, wherever they point (model_signing's --allow_symlinks)."
+    " Without it, only a Hugging Face snapshot's links into its own blobs/ are followed.",
+)

@@ -144,6 +144,7 @@ def sign_cmd(
 
 @model.command("verify", epilog=VERIFY_EPILOG)
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@follow_symlinks_option
 @click.option(
     "--signature",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -169,7 +170,6 @@ def sign_cmd(
 @click.option(
     "--ignore-path", "ignore_paths", multiple=True, help="Path inside MODEL not to check."
 )
-@follow_symlinks_option
 @json_option
 @click.pass_context
 def verify_cmd(
@@ -184,8 +184,8 @@ def verify_cmd(
     trusted_root: Path | None,
     staging: bool,
     ignore_paths: tuple[str, ...],
-    follow_symlinks: bool,
     as_json: bool,
+    follow_symlinks: bool,
 ) -> None:
     """Verify MODEL against an OMS signature; exit 1 naming any changed, missing or added file."""
     identities = identities_from(identity, identity_regexp, issuer)

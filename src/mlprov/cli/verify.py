@@ -90,6 +90,7 @@ def trusted_key_options(func: F) -> F:
 
 @click.command(epilog=EPILOG)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@follow_symlinks_option
 @trusted_key_options
 @sigstore_options
 @click.option(
@@ -99,7 +100,6 @@ def trusted_key_options(func: F) -> F:
     type=click.Path(path_type=Path),
     help="File or tree that must match a subject digest. Repeatable.",
 )
-@follow_symlinks_option
 @json_option
 @click.pass_context
 def verify(
@@ -113,8 +113,8 @@ def verify(
     trusted_root: Path | None,
     staging: bool,
     subject_paths: tuple[Path, ...],
-    follow_symlinks: bool,
     as_json: bool,
+    follow_symlinks: bool,
 ) -> None:
     """Verify every signed attestation in FILE (DSSE, .intoto.jsonl or Sigstore bundle)."""
     keys: list[Key] = [load_public_key(p) for p in key_paths]

@@ -65,8 +65,9 @@ def describe_path(
         snapshot = hub_snapshot(path)
     manifest = digest_tree(path, cache=cache, follow_symlinks=follow_symlinks)
     is_dir = path.is_dir()
-    digest: dict[str, str] = {"sha256": manifest.digest if is_dir else manifest.files[0].digest}
+    digest = manifest.digest if is_dir else manifest.files[0].digest
     notes: dict[str, Any] = {"fileCount": manifest.file_count, "byteSize": manifest.total_size}
+    digests = {"sha256": digest}
     if snapshot is not None:
         hub: dict[str, Any] = {
             "repoType": snapshot.kind,
@@ -77,7 +78,7 @@ def describe_path(
             hub["requestedRevision"] = snapshot.requested
         notes["huggingFace"] = hub
         if snapshot.commit:
-            digest["gitCommit"] = snapshot.commit
+            digests["gitCommit"] = snapshot.commit
     if model_facts:
         from mlprov.collect.model_formats import scan_model
 
@@ -87,7 +88,7 @@ def describe_path(
     descriptor = ResourceDescriptor(
         name=check_name(name or default_name, what="artifact"),
         uri=snapshot.uri if snapshot else None,
-        digest=digest,
+        digest=digests,
         annotations=notes,
     )
     return DescribedPath(descriptor, manifest, is_dir)
