@@ -67,7 +67,6 @@ def describe_path(
     is_dir = path.is_dir()
     digest = manifest.digest if is_dir else manifest.files[0].digest
     notes: dict[str, Any] = {"fileCount": manifest.file_count, "byteSize": manifest.total_size}
-    digests = {"sha256": digest}
     if snapshot is not None:
         hub: dict[str, Any] = {
             "repoType": snapshot.kind,
@@ -77,13 +76,14 @@ def describe_path(
         if snapshot.requested and snapshot.requested != snapshot.revision:
             hub["requestedRevision"] = snapshot.requested
         notes["huggingFace"] = hub
-        if snapshot.commit:
-            digests["gitCommit"] = snapshot.commit
     if model_facts:
         from mlprov.collect.model_formats import scan_model
 
         notes["modelFacts"] = scan_model(path, manifest).to_annotation()
     notes.update(annotations or {})
+    digests = {"sha256": digest}
+    if snapshot is not None and snapshot.commit:
+        digests["gitCommit"] = snapshot.commit  # the snapshot's revision, beside its content
     default_name = snapshot.repo_id if snapshot is not None else manifest.name
     descriptor = ResourceDescriptor(
         name=check_name(name or default_name, what="artifact"),
