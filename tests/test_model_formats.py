@@ -298,6 +298,67 @@ def test_pickle_scan_is_bounded(tmp_path: Path) -> None:
     assert PICKLE_SCAN_LIMIT <= 64 << 20
 
 
+@pytest.mark.parametrize("opcode", [b"\x8e", b"\x8d", b"\x8a"])  # BINBYTES8, BINUNICODE8, LONG4
+def test_a_pickle_claiming_a_huge_argument_allocates_nothing(tmp_path: Path, opcode: bytes) -> None:
+    import tracemalloc
+
+    width = 4 if opcode == b"\x8a" else 8
+    data = b"\x80\x04" + opcode + (2**62 if width == 8 else 2**31 - 1).to_bytes(width, "little")
+    tracemalloc.start()
+    try:
+        facts = read_file_facts(_write(tmp_path / "m.pkl", data + b"x" * 100), "m.pkl")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert facts is not None and facts.canRunCode and (facts.truncated or facts.malformed)
+    assert peak < 8 << 20
+
+
+def test_random_bytes_never_escape_the_pickle_scanner() -> None:
+    import random
+
+    rng = random.Random(15)
+    seeds = [pickle.dumps({"a": [1, 2.5, "x", b"y"], "o": collections.OrderedDict()}, p)
+             for p in range(6)]  # fmt: skip
+    for _ in range(3000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 5)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            pickle_imports(io.BytesIO(bytes(data)))
+        except Exception as exc:
+            assert type(exc).__name__ == "Malformed", exc
+
+
+def test_mutated_model_files_are_described_or_malformed_never_an_error(tmp_path: Path) -> None:
+    """Random byte flips and truncations of every format: a fact or `malformed`, no raise."""
+    import random
+
+    np.save(tmp_path / "a.npy", np.zeros((3, 4), np.float32))
+    np.savez(tmp_path / "b.npz", w=np.zeros(3))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("archive/data.pkl", pickle.dumps(collections.OrderedDict(), 2))
+    seeds = {
+        "m.safetensors": safetensors({"w": np.zeros((3, 4), np.float32)}, {"k": "v"}),
+        "m.onnx": onnx_model(),
+        "m.gguf": gguf_file(tmp_path / "seed.gguf").read_bytes(),
+        "a.npy": (tmp_path / "a.npy").read_bytes(),
+        "b.npz": (tmp_path / "b.npz").read_bytes(),
+        "m.pt": archive.getvalue(),
+        "m.pkl": pickle.dumps({"a": collections.OrderedDict()}, 4),
+    }
+    rng = random.Random(15)
+    for name, seed in seeds.items():
+        for _ in range(60):
+            data = bytearray(seed)
+            for _ in range(rng.randint(1, 6)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            if rng.random() < 0.2:
+                data = data[: rng.randrange(len(data))]
+            read_file_facts(_write(tmp_path / "fuzz" / name, bytes(data)), name)
+
+
 def test_a_bin_that_is_no_pickle_has_no_facts(tmp_path: Path) -> None:
     assert read_file_facts(_write(tmp_path / "w.bin", b"\x00\x11raw weights"), "w.bin") is None
     facts = read_file_facts(_write(tmp_path / "w.pkl", b"\x00\x11garbage"), "w.pkl")

@@ -23,6 +23,7 @@ import os
 import pickletools
 import stat
 import struct
+import warnings
 import zipfile
 from collections.abc import Iterator
 from math import prod
@@ -464,47 +465,75 @@ _STRING_OPS = {
 _PUSH_OPS_WITHOUT_STRING = {"MARK", "POP", "POP_MARK"}  # change the stack; reset tracking
 
 
-class _Capped(io.RawIOBase):
-    """A stream that ends after `limit` bytes (so a scan is bounded), remembering it did."""
+class _Capped:
+    """A stream that ends after `limit` bytes, remembering it did. Reads are clamped to
+    what is left, so an opcode claiming a 2**60-byte argument allocates nothing big."""
+
+    #: The longest line a text (protocol 0) opcode may have.
+    LINE = 1 << 20
 
     def __init__(self, inner: IO[bytes], limit: int) -> None:
-        self.inner, self.left, self.hit = inner, limit, False
-        self.read_so_far = 0
+        self.inner, self.left, self.hit, self.pos = inner, limit, False, 0
+        self.pending = b""
 
-    def readable(self) -> bool:
-        return True
+    def _take(self, data: bytes) -> bytes:
+        self.left -= len(data)
+        self.pos += len(data)
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > self.left:
+            self.hit = self.hit or n > self.left
+            n = self.left
+        head, self.pending = self.pending[:n], self.pending[n:]
+        parts = [head]
+        wanted = n - len(head)
+        while wanted > 0:  # in chunks: a claimed length is not allocated before it is read
+            chunk = self.inner.read(min(wanted, self.LINE))
+            if not chunk:
+                break
+            parts.append(chunk)
+            wanted -= len(chunk)
+        return self._take(b"".join(parts))
+
+    def readline(self) -> bytes:
+        head, self.pending = self.pending, b""
+        if head.endswith(b"\n"):
+            return self._take(head)
+        size = min(self.left - len(head), self.LINE)
+        if size <= 0:
+            self.hit = self.hit or self.left <= len(head)
+            return self._take(head)
+        return self._take(head + self.inner.readline(size))
 
     def tell(self) -> int:  # pickletools.genops asks for positions
-        return self.read_so_far
+        return self.pos
 
-    def readinto(self, buffer: Any) -> int:
-        n = self._readinto(buffer)
-        self.read_so_far += n
-        return n
-
-    def _readinto(self, buffer: Any) -> int:
-        if self.left <= 0:
-            self.hit = True
-            return 0
-        view = memoryview(buffer)[: self.left]
-        data = self.inner.read(len(view))
-        view[: len(data)] = data
-        self.left -= len(data)
-        return len(data)
+    def more(self) -> bool:
+        """Whether another byte follows (kept for the next read)."""
+        if not self.pending and self.left > 0:
+            self.pending = self.inner.read(1)
+        return bool(self.pending)
 
 
 def pickle_imports(stream: IO[bytes], limit: int = PICKLE_SCAN_LIMIT) -> tuple[list[str], bool]:
     """The `module.name` globals the pickle(s) in `stream` import, and whether the limit cut
     the scan short. Opcodes are decoded by pickletools, never executed. A stream may hold
     several pickles (legacy torch files do); decoding stops at data that is not one."""
-    capped = io.BufferedReader(_Capped(stream, limit))
+    with warnings.catch_warnings():  # pickletools warns on bad escapes in hostile STRINGs
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _pickle_imports(stream, limit)
+
+
+def _pickle_imports(stream: IO[bytes], limit: int) -> tuple[list[str], bool]:
+    capped = _Capped(stream, limit)
     found: dict[str, None] = {}
     pickles = 0
-    while capped.peek(1):
+    while capped.more():
         recent: list[str | None] = []
         memo: dict[int, str | None] = {}
         try:
-            for opcode, arg, _pos in pickletools.genops(capped):
+            for opcode, arg, _pos in pickletools.genops(capped):  # type: ignore[arg-type]
                 name = opcode.name
                 if name in ("GLOBAL", "INST") and isinstance(arg, str):
                     module, _, attr = arg.partition(" ")
@@ -528,14 +557,14 @@ def pickle_imports(stream: IO[bytes], limit: int = PICKLE_SCAN_LIMIT) -> tuple[l
                 del recent[:-2]
                 if len(found) > MAX_LISTED:
                     return sorted(found)[:MAX_LISTED], True
-        except (ValueError, EOFError, UnicodeDecodeError, struct.error) as exc:
-            if getattr(capped.raw, "hit", False):
+        except Exception as exc:  # pickletools on hostile bytes: ValueError, Overflow, ...
+            if capped.hit:
                 return sorted(found), True
             if pickles == 0:
                 raise Malformed(f"not a pickle stream ({str(exc)[:80]})") from None
             break  # after the pickles of a legacy torch file come raw tensor bytes
         pickles += 1
-    return sorted(found), bool(getattr(capped.raw, "hit", False))
+    return sorted(found), capped.hit
 
 
 def read_pickle(path: Path, name: str, head: bytes) -> FileFacts:
@@ -590,7 +619,7 @@ def _is_torch_zip(path: Path) -> bool:
         handle, _ = _open_regular(path)
         with handle, zipfile.ZipFile(handle) as archive:
             return any(n == "data.pkl" or n.endswith("/data.pkl") for n in archive.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError, Malformed):
+    except Exception:  # not a zip zipfile can read: then not a PyTorch archive either
         return False
 
 
@@ -645,14 +674,18 @@ def read_file_facts(path: str | Path, name: str) -> FileFacts | None:
     try:
         facts: FileFacts = reader(path, name)
         return facts
-    except Malformed as exc:
+    except Exception as exc:  # hostile bytes reach zipfile, numpy, gguf: none may escape
         if fmt == "pickle" and suffix == ".bin":
             return None  # a .bin that is no pickle: raw bytes of some other format
+        if isinstance(exc, Malformed):
+            why = str(exc)
+        elif isinstance(exc, OSError) and exc.strerror and not isinstance(exc, zipfile.BadZipFile):
+            why = f"cannot read: {exc.strerror}"
+        else:
+            why = f"{type(exc).__name__}: {str(exc)[:120]}"
         return FileFacts(
-            path=name, format=fmt, malformed=str(exc), canRunCode=fmt in ("pickle", "pytorch-zip")
+            path=name, format=fmt, malformed=why, canRunCode=fmt in ("pickle", "pytorch-zip")
         )
-    except OSError as exc:
-        return FileFacts(path=name, format=fmt, malformed=f"cannot read: {exc.strerror}")
 
 
 def scan_model(root: Path, manifest: TreeManifest) -> ModelFacts:

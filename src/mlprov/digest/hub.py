@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from mlprov.digest.hashing import hash_file
 from mlprov.digest.manifest import TreeManifest
-from mlprov.errors import VerificationError
+from mlprov.errors import InputError, VerificationError
 
 #: `models--org--name` (also datasets, spaces): a repository's folder in the hub cache.
 REPO_DIR = re.compile(r"^(models|datasets|spaces)--(.+)$")
@@ -65,16 +65,19 @@ def check_snapshot_blobs(root: Path, manifest: TreeManifest, blobs: str) -> None
         blob = os.path.basename(target)
         if os.path.dirname(target) != blobs:
             continue
-        if _SHA256_NAME.match(blob):
-            actual = entry.digest if whole else hash_file(target, "sha256").digest
-            kind = "sha256"
-        elif _GIT_BLOB_NAME.match(blob):
-            size = os.stat(target).st_size
-            if size > GIT_BLOB_CHECK_LIMIT:
+        try:
+            if _SHA256_NAME.match(blob):
+                actual = entry.digest if whole else hash_file(target, "sha256").digest
+                kind = "sha256"
+            elif _GIT_BLOB_NAME.match(blob):
+                size = os.stat(target).st_size
+                if size > GIT_BLOB_CHECK_LIMIT:
+                    continue
+                actual, kind = git_blob_id(target, size), "git blob id"
+            else:
                 continue
-            actual, kind = git_blob_id(target, size), "git blob id"
-        else:
-            continue
+        except OSError as exc:
+            raise InputError(f"{link}: cannot read its blob {blob} ({exc.strerror})") from None
         if actual != blob:
             raise VerificationError(
                 f"{link}: corrupted or tampered download: its blob {blob} has {kind}"
