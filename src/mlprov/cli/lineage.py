@@ -67,6 +67,66 @@ def resolve_target(target: str, *, follow_symlinks: bool = False) -> str:
         raise InputError(f"{target!r} is neither an existing path nor a digest") from None
 
 
+#: Attestations whose descriptors are read for model facts in one lineage answer.
+FACTS_ATTESTATION_LIMIT = 500
+
+
+def model_facts_of(opened: Any, graph: LineageGraph) -> dict[str, dict[str, Any]]:
+    """The modelFacts the crossed attestations record, by artifact digest (`sha256:<hex>`)."""
+    facts: dict[str, dict[str, Any]] = {}
+    for key in graph.attestations()[:FACTS_ATTESTATION_LIMIT]:
+        stored = opened.get(key)
+        if stored is None:
+            continue
+        try:
+            statement = stored.statement()
+        except MlprovError:
+            continue
+        predicate = statement.predicate or {}
+        build = predicate.get("buildDefinition") or {}
+        described = [s.to_dict() for s in statement.subject]
+        described += [d for d in build.get("resolvedDependencies") or [] if isinstance(d, dict)]
+        for item in described:
+            notes = item.get("annotations") or {}
+            sha = (item.get("digest") or {}).get("sha256")
+            if isinstance(notes, dict) and isinstance(notes.get("modelFacts"), dict) and sha:
+                digest = f"sha256:{sha}"
+                if digest in graph.nodes:
+                    facts.setdefault(digest, notes["modelFacts"])
+    return facts
+
+
+def facts_line(facts: dict[str, Any]) -> str:
+    """One line a person reads: formats, parameter count, pickle files, malformed files."""
+    parts = [", ".join(facts.get("formats") or []) or "no model format recognised"]
+    if isinstance(facts.get("parameterCount"), int):
+        parts.append(f"{facts['parameterCount']:,} parameters")
+    pickles = facts.get("pickleFiles") or []
+    parts.append(f"can run code when loaded: {', '.join(pickles)}" if pickles else "no pickle")
+    if facts.get("malformedFiles"):
+        parts.append(f"MALFORMED: {', '.join(facts['malformedFiles'])}")
+    return "; ".join(parts)
+
+
+def _with_facts(text: str, fmt: str, graph: LineageGraph, facts: dict[str, dict[str, Any]]) -> str:
+    if not facts:
+        return text
+    if fmt == "json":
+        try:
+            document = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(document, dict):
+            document["modelFacts"] = facts
+            return json.dumps(document, indent=2, sort_keys=True) + "\n"
+        return text
+    if fmt != "tree":
+        return text
+    lines = [f"model facts  {graph.nodes[d].label}: {facts_line(f)}"
+             for d, f in sorted(facts.items())]  # fmt: skip
+    return text + "\n".join(lines) + "\n"
+
+
 @click.command(epilog=EPILOG)
 @click.argument("target", metavar="PATH|DIGEST|hf://ORG/NAME@REV")
 @click.option("--up", "direction", flag_value="up", help="Walk back to what it was built from.")
@@ -153,63 +213,3 @@ def _ends_json(graph: LineageGraph, ends: list[str]) -> str:
     items = [{"digest": d, "names": graph.nodes[d].names} for d in ends]
     document = {"root": graph.root, "direction": graph.direction, "ends": items}
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
-
-
-#: Attestations whose descriptors are read for model facts in one lineage answer.
-FACTS_ATTESTATION_LIMIT = 500
-
-
-def model_facts_of(opened: Any, graph: LineageGraph) -> dict[str, dict[str, Any]]:
-    """The modelFacts the crossed attestations record, by artifact digest (`sha256:<hex>`)."""
-    facts: dict[str, dict[str, Any]] = {}
-    for key in graph.attestations()[:FACTS_ATTESTATION_LIMIT]:
-        stored = opened.get(key)
-        if stored is None:
-            continue
-        try:
-            statement = stored.statement()
-        except MlprovError:
-            continue
-        predicate = statement.predicate or {}
-        build = predicate.get("buildDefinition") or {}
-        described = [s.to_dict() for s in statement.subject]
-        described += [d for d in build.get("resolvedDependencies") or [] if isinstance(d, dict)]
-        for item in described:
-            notes = item.get("annotations") or {}
-            sha = (item.get("digest") or {}).get("sha256")
-            if isinstance(notes, dict) and isinstance(notes.get("modelFacts"), dict) and sha:
-                digest = f"sha256:{sha}"
-                if digest in graph.nodes:
-                    facts.setdefault(digest, notes["modelFacts"])
-    return facts
-
-
-def facts_line(facts: dict[str, Any]) -> str:
-    """One line a person reads: formats, parameter count, pickle files, malformed files."""
-    parts = [", ".join(facts.get("formats") or []) or "no model format recognised"]
-    if isinstance(facts.get("parameterCount"), int):
-        parts.append(f"{facts['parameterCount']:,} parameters")
-    pickles = facts.get("pickleFiles") or []
-    parts.append(f"can run code when loaded: {', '.join(pickles)}" if pickles else "no pickle")
-    if facts.get("malformedFiles"):
-        parts.append(f"MALFORMED: {', '.join(facts['malformedFiles'])}")
-    return "; ".join(parts)
-
-
-def _with_facts(text: str, fmt: str, graph: LineageGraph, facts: dict[str, dict[str, Any]]) -> str:
-    if not facts:
-        return text
-    if fmt == "json":
-        try:
-            document = json.loads(text)
-        except ValueError:
-            return text
-        if isinstance(document, dict):
-            document["modelFacts"] = facts
-            return json.dumps(document, indent=2, sort_keys=True) + "\n"
-        return text
-    if fmt != "tree":
-        return text
-    lines = [f"model facts  {graph.nodes[d].label}: {facts_line(f)}"
-             for d, f in sorted(facts.items())]  # fmt: skip
-    return text + "\n".join(lines) + "\n"
