@@ -56,3 +56,18 @@ def run_cli(*args: str | Path) -> CliResult:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([str(a) for a in args])
     return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def without_facts(descriptors: list[dict[str, object]]) -> list[dict[str, object]]:
+    """ResourceDescriptors without their `modelFacts` annotation (tests of other facts)."""
+    out = []
+    for item in descriptors:
+        item = dict(item)
+        notes = dict(item.get("annotations") or {})  # type: ignore[call-overload]
+        notes.pop("modelFacts", None)
+        if notes:
+            item["annotations"] = notes
+        else:
+            item.pop("annotations", None)
+        out.append(item)
+    return out

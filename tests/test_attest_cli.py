@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, without_facts
 from mlprov.digest.manifest import MANIFEST_MEDIA_TYPE, TreeManifest
 from mlprov.predicates import SLSA_PROVENANCE_V1, TEST_RESULT_V01, step_of
 from mlprov.schemagen import validate_statement
@@ -84,7 +84,7 @@ def test_attest_train_records_every_fact(work: Path) -> None:
     statement, raw = load(out)
     assert raw["_type"] == "https://in-toto.io/Statement/v1"
     assert raw["predicateType"] == SLSA_PROVENANCE_V1
-    assert raw["subject"] == [
+    assert without_facts(raw["subject"]) == [
         {
             "name": "model",
             "digest": {"sha256": mlprov_digest(work / "model")},
@@ -258,7 +258,7 @@ def test_step_override_and_no_invented_times(work: Path) -> None:
     assert build["externalParameters"]["source"] == {
         "absent": "not recorded (no source directory given)"
     }
-    assert by_role(build["resolvedDependencies"], "base-model") == [
+    assert without_facts(by_role(build["resolvedDependencies"], "base-model")) == [
         {
             "name": "dataset",
             "digest": {"sha256": mlprov_digest(work / "dataset")},
@@ -288,7 +288,7 @@ def test_attest_convert_and_file_subjects(work: Path) -> None:
         e["path"]: e["digest"]
         for e in json.loads(run_cli("digest", work / "model", "--json").out)[0]["files"]
     }
-    assert raw["subject"] == [
+    assert without_facts(raw["subject"]) == [
         {
             "name": "model",
             "digest": {"sha256": mlprov_digest(work / "model")},
@@ -315,7 +315,7 @@ def test_attest_dataset_preparation(work: Path) -> None:
     assert result.code == 0, result
     statement, raw = load(out)
     assert step_of(statement) == "dataset"
-    assert raw["subject"] == [
+    assert without_facts(raw["subject"]) == [
         {
             "name": "curated",
             "digest": {"sha256": mlprov_digest(work / "dataset")},
@@ -356,7 +356,7 @@ def test_attest_eval_test_result(work: Path) -> None:
     statement, raw = load(out)
     assert raw["predicateType"] == TEST_RESULT_V01
     assert step_of(statement) == "eval"
-    assert raw["subject"] == [
+    assert without_facts(raw["subject"]) == [
         {
             "name": "model",
             "digest": {"sha256": mlprov_digest(work / "model")},

@@ -114,12 +114,16 @@ def test_hub_cache_snapshot_is_read_offline(tmp_path: Path) -> None:
         blob = blobs / hashlib.sha256(data).hexdigest()
         blob.write_bytes(data)
         os.symlink(os.path.relpath(blob, (snap / name).parent), snap / name)
-    described = describe_path(snap, name="reviews")
+    described = describe_path(snap)
     copy = tmp_path / "copy"
     (copy / "data").mkdir(parents=True)
     for name, data in contents.items():
         (copy / name).write_bytes(data)
-    assert described.descriptor.digest == {"sha256": digest_tree(copy).digest}
+    assert described.descriptor.digest == {
+        "sha256": digest_tree(copy).digest,
+        "gitCommit": snap.name,
+    }
+    assert described.descriptor.name == "acme/reviews"
     assert described.descriptor.uri == f"hf://datasets/acme/reviews@{snap.name}"
     assert described.descriptor.annotations == {
         "digestOf": "tree",
@@ -134,6 +138,7 @@ def test_hub_snapshot_symlink_out_of_the_repo_is_refused(tmp_path: Path) -> None
     secret.write_text("s")
     snap = tmp_path / "models--a--b" / "snapshots" / "rev"
     snap.mkdir(parents=True)
+    (tmp_path / "models--a--b" / "blobs").mkdir()
     os.symlink(secret, snap / "leak.txt")
     with pytest.raises(InputError, match="outside the tree"):
         describe_path(snap)

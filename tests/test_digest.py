@@ -139,13 +139,22 @@ def test_symlink_refused_unless_followed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("target", ["../outside", "/etc/hostname", "../m2"])
-def test_symlink_never_escapes_the_tree(tmp_path: Path, target: str) -> None:
+def test_symlink_escapes_the_tree_only_when_asked(tmp_path: Path, target: str) -> None:
     _write(tmp_path / "outside", b"secret")
     _write(tmp_path / "m2" / "f", b"x")
     _write(tmp_path / "m" / "f", b"x")
     (tmp_path / "m" / "escape").symlink_to(target)
+    with pytest.raises(InputError, match="escape is a symlink"):
+        digest_tree(tmp_path / "m")
     with pytest.raises(InputError, match="outside the tree"):
-        digest_tree(tmp_path / "m", follow_symlinks=True)
+        digest_tree(tmp_path / "m", follow_symlinks=True, symlink_boundary=tmp_path / "m")
+    # Asked for (model_signing's allow_symlinks): followed, hashed under the link's name.
+    manifest = digest_tree(tmp_path / "m", follow_symlinks=True)
+    resolved = (tmp_path / "m" / "escape").resolve()
+    if resolved.is_file():
+        assert manifest.as_dict()["escape"] == digest_file(resolved)
+    else:
+        assert manifest.as_dict()["escape/f"] == manifest.as_dict()["f"]
 
 
 def test_symlinked_directory_cycle_is_refused(tmp_path: Path) -> None:
@@ -399,8 +408,10 @@ def test_cli_symlink_error_is_one_line(tmp_path: Path) -> None:
     result = run_cli("digest", tmp_path / "m")
     assert result.code == 2
     assert result.err.strip().count("\n") == 0 and "is a symlink" in result.err
-    result = run_cli("digest", tmp_path / "m", "--follow-symlinks")
-    assert result.code == 2 and "outside the tree" in result.err
+    for flag in ("--follow-symlinks", "--allow-symlinks", "--allow_symlinks"):
+        result = run_cli("digest", tmp_path / "m", flag, "--files")
+        assert result.code == 0, result
+        assert f"sha256:{digest_file('/etc/passwd')}  l" in result.out
 
 
 def test_forked_workers_equal_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -480,11 +491,13 @@ def test_forked_walk_refuses_what_the_serial_walk_refuses(
     else:
         (deep / "link").symlink_to("f5")
     monkeypatch.setattr(procs, "MIN_FILES", 1)
+    out = hazard == "symlink-out"
+    rule: dict[str, Any] = {"follow_symlinks": out, "symlink_boundary": tmp_path / "m"}
     with pytest.raises(InputError) as expected:
-        digest_tree(tmp_path / "m", workers=1, follow_symlinks=hazard == "symlink-out")
+        digest_tree(tmp_path / "m", workers=1, **rule)
     calls = _spy_forked_walk(monkeypatch)
     with pytest.raises(InputError) as forked:
-        digest_tree(tmp_path / "m", workers=2, follow_symlinks=hazard == "symlink-out")
+        digest_tree(tmp_path / "m", workers=2, **rule)
     assert calls == [1]
     assert str(forked.value) == str(expected.value)
 

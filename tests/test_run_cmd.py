@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, without_facts
 from mlprov.predicates import materials_of, step_of
 from mlprov.schemagen import validate_statement
 from mlprov.statement import Statement, check_in_toto_structure
@@ -52,7 +52,7 @@ def test_run_records_materials_products_and_success(inputs: Path) -> None:
     assert "prep succeeded (exit 0)" in result.err
     statement, raw = load(out)
     assert step_of(statement) == "prep"
-    assert raw["subject"] == [
+    assert without_facts(raw["subject"]) == [
         {
             "name": "out",
             "digest": {"sha256": tree_digest(inputs / "out")},
@@ -89,7 +89,7 @@ def test_failed_command_is_recorded_and_its_code_returned(inputs: Path) -> None:
         "error": "command exited with 3",
     }
     invocation = raw["predicate"]["runDetails"]["metadata"]["invocationId"]
-    assert raw["subject"] == [
+    assert without_facts(raw["subject"]) == [
         {
             "name": "invocation/train",
             "digest": {"sha256": hashlib.sha256(invocation.encode()).hexdigest()},
@@ -110,7 +110,7 @@ def test_partial_products_of_a_failed_command_are_subjects(inputs: Path) -> None
     )  # fmt: skip
     assert result.code == 2
     _, raw = load(inputs / "o.json")
-    assert raw["subject"] == [
+    assert without_facts(raw["subject"]) == [
         {
             "name": "half",
             "digest": {"sha256": hashlib.sha256(b"x").hexdigest()},

@@ -30,6 +30,7 @@ from mlprov.collect.config import json_ready, load_config
 from mlprov.collect.datasets import describe_dataset
 from mlprov.collect.environment import Environment, collect_environment, package_descriptors
 from mlprov.collect.git import GitSource, collect_git
+from mlprov.collect.hf import is_hub_uri
 from mlprov.digest import DigestCache, TreeManifest
 from mlprov.digest.manifest import MANIFEST_MEDIA_TYPE
 from mlprov.errors import InputError
@@ -109,6 +110,7 @@ class TrainingRun:
         finished_on: str | None = None,
         environ: Mapping[str, str] | None = None,
         signers: Sequence[Signer] = (),
+        follow_symlinks: bool = False,
     ) -> None:
         if build_type not in BUILD_TYPES:
             raise InputError(f"unknown build type {build_type!r}; known: {', '.join(BUILD_TYPES)}")
@@ -124,6 +126,7 @@ class TrainingRun:
         self.source_dir = Path(source_dir) if source_dir is not None else None
         self.write_manifests = write_manifests
         self.file_subjects = file_subjects
+        self.follow_symlinks = follow_symlinks
         self.observed = observed
         self.identity = detect_builder(
             os.environ if environ is None else environ,
@@ -160,7 +163,13 @@ class TrainingRun:
         """Record a dataset read by the step: a path, a hub snapshot, or `URI#sha256=HEX`."""
         self._check_unique(self._inputs, name, "dataset")
         record = describe_dataset(
-            name, location, digest=digest, split=split, license=license, cache=self.cache
+            name,
+            location,
+            digest=digest,
+            split=split,
+            license=license,
+            cache=self.cache,
+            follow_symlinks=self.follow_symlinks,
         )
         if record.manifest is not None:
             self._manifests.append((name, record.manifest))
@@ -170,7 +179,9 @@ class TrainingRun:
     def base_model(
         self, location: str | Path, *, digest: str | None = None, name: str | None = None
     ) -> ResourceDescriptor:
-        """Record the model this step started from (fine-tuning, conversion)."""
+        """Record the model this step started from (fine-tuning, conversion): a path, a hub
+        snapshot, `hf://org/name@REV` (resolved offline from the hub cache) or
+        `URI#sha256=HEX`; a local model's files are described (modelFacts)."""
         return self.material(location, digest=digest, name=name, role="base-model")
 
     def material(
@@ -181,8 +192,9 @@ class TrainingRun:
         name: str | None = None,
         role: str = "material",
     ) -> ResourceDescriptor:
-        """Record any other input: a local path (digested) or `URI#sha256=HEX`."""
-        if isinstance(location, str) and is_uri(location):
+        """Record any other input: a local path (digested), `hf://org/name@REV` (resolved
+        from the hub cache) or `URI#sha256=HEX`."""
+        if isinstance(location, str) and is_uri(location) and not is_hub_uri(location):
             record = describe_dataset(
                 name or location.rsplit("/", 1)[-1].split("#")[0] or "input",
                 location,
@@ -192,7 +204,12 @@ class TrainingRun:
             descriptor = record.descriptor
         else:
             described = describe_path(
-                Path(location), name=name, cache=self.cache, annotations={"role": role}
+                location,
+                name=name,
+                cache=self.cache,
+                annotations={"role": role},
+                follow_symlinks=self.follow_symlinks,
+                model_facts=role == "base-model",
             )
             descriptor = described.descriptor
             if digest is not None:
@@ -246,7 +263,8 @@ class TrainingRun:
     # -- outputs ------------------------------------------------------------------------
 
     def model(self, path: str | Path, *, name: str | None = None) -> ResourceDescriptor:
-        """Record the model the step produced: a subject, named by its directory."""
+        """Record the model the step produced: a subject, named by its directory (a hub
+        snapshot or `hf://` reference by its repository id)."""
         return self.product(path, name=name)
 
     def product(
@@ -256,13 +274,20 @@ class TrainingRun:
         name: str | None = None,
         annotations: dict[str, Any] | None = None,
     ) -> ResourceDescriptor:
-        """Record an output file or tree as a subject (tree digest for a directory)."""
-        described = describe_path(Path(path), name=name, cache=self.cache)
-        kind = (described.descriptor.annotations or {}).get(DIGEST_OF)
+        """Record an output file or tree as a subject (tree digest for a directory), with
+        what its model files' headers say (annotations.modelFacts)."""
+        described = describe_path(
+            path,
+            name=name,
+            cache=self.cache,
+            follow_symlinks=self.follow_symlinks,
+            model_facts=True,
+        )
         subject = ResourceDescriptor(
             name=described.descriptor.name,
+            uri=described.descriptor.uri,
             digest=described.descriptor.digest,
-            annotations={DIGEST_OF: kind, **(annotations or {})},
+            annotations=_subject_notes(described.descriptor, annotations),
         )
         self._check_unique(self._subjects, subject.name, "output")
         self._subjects.append(subject)
@@ -286,7 +311,14 @@ class TrainingRun:
         license: str | None = None,
     ) -> ResourceDescriptor:
         """Record a dataset the step produced (dataset preparation) as a subject."""
-        record = describe_dataset(name, path, split=split, license=license, cache=self.cache)
+        record = describe_dataset(
+            name,
+            path,
+            split=split,
+            license=license,
+            cache=self.cache,
+            follow_symlinks=self.follow_symlinks,
+        )
         notes = {k: v for k, v in (record.descriptor.annotations or {}).items() if k != "role"}
         subject = ResourceDescriptor(
             name=name, digest=record.descriptor.digest, annotations=notes or None
@@ -321,7 +353,11 @@ class TrainingRun:
     ) -> ResourceDescriptor:
         """Record a log, checkpoint or other side output by digest."""
         described = describe_path(
-            Path(path), name=name, cache=self.cache, annotations={"role": role}
+            Path(path),
+            name=name,
+            cache=self.cache,
+            annotations={"role": role},
+            follow_symlinks=self.follow_symlinks,
         )
         self._check_unique(self._byproducts, described.descriptor.name, role)
         self._byproducts.append(described.descriptor)
@@ -477,6 +513,17 @@ class TrainingRun:
         self.finish(exit_code=code, error=reason)
 
 
+def _subject_notes(
+    described: ResourceDescriptor, extra: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A subject's annotations: the model facts and hub origin found, and any given."""
+    found = described.annotations or {}
+    kept = ("digestOf", "modelFacts", "huggingFace")  # digestOf: file or tree, when recorded
+    notes: dict[str, Any] = {k: found[k] for k in kept if k in found}
+    notes.update(extra or {})
+    return notes or None
+
+
 def read_metrics(path: Path) -> dict[str, Any]:
     """A metrics JSON file: an object of names to values; InputError otherwise."""
     try:
@@ -501,21 +548,34 @@ def evaluation_statement(
     step: str = "eval",
     url: str | None = None,
     model_name: str | None = None,
+    follow_symlinks: bool = False,
 ) -> Statement:
-    """A test-result v0.1 Statement: the model as subject, datasets as configuration, metrics."""
+    """A test-result v0.1 Statement: the model (a path or `hf://` reference) as subject,
+    datasets as configuration, metrics."""
     cache = DigestCache()
     try:
-        described = describe_path(Path(model), name=model_name, cache=cache)
+        described = describe_path(
+            model,
+            name=model_name,
+            cache=cache,
+            follow_symlinks=follow_symlinks,
+            model_facts=True,
+        )
         subject = ResourceDescriptor(
             name=described.descriptor.name,
+            uri=described.descriptor.uri,
             digest=described.descriptor.digest,
-            annotations={DIGEST_OF: (described.descriptor.annotations or {}).get(DIGEST_OF)},
+            annotations=_subject_notes(described.descriptor, None),
         )
         configuration: list[ResourceDescriptor] = []
         for name, location in datasets:
             if any(c.name == name for c in configuration):
                 raise InputError(f"dataset {name!r} is recorded twice")
-            configuration.append(describe_dataset(name, location, cache=cache).descriptor)
+            configuration.append(
+                describe_dataset(
+                    name, location, cache=cache, follow_symlinks=follow_symlinks
+                ).descriptor
+            )
     finally:
         cache.close()
     if config is not None:

@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 from pydantic import BaseModel
 
+from mlprov.collect.model_formats import ModelFacts
 from mlprov.digest import TreeManifest
 from mlprov.errors import InputError
 from mlprov.policy.layout import Layout
@@ -42,6 +43,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "test-result": TestResult,
     "link": Link,
     "tree-manifest": TreeManifest,
+    "model-facts": ModelFacts,  # a model descriptor's annotations.modelFacts
     "layout": Layout,
     "vsa": VerificationSummary,
 }

@@ -126,3 +126,15 @@ def signers_from(keys: tuple[str, ...], password_env: str | None) -> list[Any]:
     from mlprov.signing.keys import load_signer
 
     return [load_signer(uri, password_env=password_env) for uri in keys]
+
+
+#: The one symlink option of every command that reads a tree (the rule: docs/digest.md).
+follow_symlinks_option = click.option(
+    "--follow-symlinks",
+    "--allow-symlinks",
+    "--allow_symlinks",
+    "follow_symlinks",
+    is_flag=True,
+    help="Hash what symlinks point to, wherever they point (model_signing's --allow_symlinks)."
+    " Without it, only a Hugging Face snapshot's links into its own blobs/ are followed.",
+)

@@ -13,8 +13,16 @@ from typing import Any, TypeVar
 import click
 
 from mlprov.api import TrainingRun, evaluation_statement, write_statement
-from mlprov.cli._common import echo_json, force_option, json_option, sign_options, signers_from
+from mlprov.cli._common import (
+    echo_json,
+    follow_symlinks_option,
+    force_option,
+    json_option,
+    sign_options,
+    signers_from,
+)
 from mlprov.collect.config import parse_overrides
+from mlprov.collect.hf import parse_hub_uri
 from mlprov.errors import InputError
 from mlprov.statement import Statement
 
@@ -54,6 +62,10 @@ Examples:
 def _pairs(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
     out = []
     for value in values:
+        if what in ("--dataset", "--input") and value.startswith("hf://"):
+            # A bare hub reference is named by its repository id.
+            out.append((parse_hub_uri(value).repo_id, value))
+            continue
         name, sep, rest = value.partition("=")
         if not sep or not name or not rest:
             raise InputError(f"{what} {value!r} is not of the form NAME=VALUE")
@@ -131,6 +143,7 @@ def _common(func: F) -> F:
             is_flag=True,
             help="Also list every file of the output tree as a subject.",
         ),
+        follow_symlinks_option,
         force_option,
         json_option,
         sign_options,
@@ -157,6 +170,7 @@ def _new_run(build_type: str, opts: dict[str, Any]) -> TrainingRun:
         started_on=opts["started_on"],
         finished_on=opts["finished_on"],
         signers=signers_from(opts["sign_keys"], opts["password_env"]),
+        follow_symlinks=opts["follow_symlinks"],
     )
     # Refuse an existing output before hashing gigabytes.
     from mlprov.fsio import check_writable
@@ -237,21 +251,21 @@ def _model_step(
 ) -> click.Command:
     @click.command(name=name, epilog=epilog, help=summary)
     @click.option(
-        "--model", type=click.Path(path_type=Path), required=True, help="Model produced (subject)."
+        "--model", metavar="PATH|hf://ORG/NAME@REV", required=True, help="Model produced (subject)."
     )
     @click.option(
         "--dataset",
         "datasets",
         multiple=True,
-        metavar="NAME=PATH|URI#sha256=HEX",
+        metavar="NAME=PATH|NAME=URI#sha256=HEX|hf://datasets/ORG/NAME@REV",
         help="Dataset read (repeatable).",
     )
     @_with(dataset_options)
     @click.option(
         "--base-model",
         required=base_required,
-        metavar="PATH|URI#sha256=HEX",
-        help="Model the step started from.",
+        metavar="PATH|hf://ORG/NAME@REV|URI#sha256=HEX",
+        help="Model the step started from (hf:// is read from the local hub cache).",
     )
     @click.option("--metrics", type=click.Path(path_type=Path), help="Metrics JSON (a byproduct).")
     @_common
@@ -326,13 +340,13 @@ def attest_dataset(**opts: Any) -> None:
 
 @attest.command(name="eval", epilog=EPILOG_EVAL)
 @click.option(
-    "--model", type=click.Path(path_type=Path), required=True, help="Model evaluated (subject)."
+    "--model", metavar="PATH|hf://ORG/NAME@REV", required=True, help="Model evaluated (subject)."
 )
 @click.option(
     "--dataset",
     "datasets",
     multiple=True,
-    metavar="NAME=PATH|URI#sha256=HEX",
+    metavar="NAME=PATH|NAME=URI#sha256=HEX|hf://datasets/ORG/NAME@REV",
     help="Evaluation dataset (repeatable).",
 )
 @click.option(
@@ -356,6 +370,7 @@ def attest_dataset(**opts: Any) -> None:
     required=True,
     help="Where to write the Statement (JSON).",
 )
+@follow_symlinks_option
 @force_option
 @json_option
 @sign_options
@@ -374,6 +389,7 @@ def attest_eval(ctx: click.Context, /, **opts: Any) -> None:
         config=opts["config_file"],
         step=opts["step"],
         url=opts["url"],
+        follow_symlinks=opts["follow_symlinks"],
     )
     write_statement(statement, opts["out"], force=opts["force"], signers=signers)
     _report(statement, opts["out"], opts["as_json"])

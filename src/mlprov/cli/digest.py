@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from mlprov.cli._common import byte_progress, echo_json, force_option, json_option
+from mlprov.cli._common import (
+    byte_progress,
+    echo_json,
+    follow_symlinks_option,
+    force_option,
+    json_option,
+)
 from mlprov.digest import ALGORITHMS, DigestCache, TreeManifest, compare_manifests, digest_tree
 from mlprov.errors import InputError
 from mlprov.fsio import write_bytes_atomic
@@ -14,6 +21,8 @@ from mlprov.fsio import write_bytes_atomic
 EPILOG = """\b
 Examples:
   mlprov digest ./model                       # tree digest (same as OpenSSF model_signing)
+  mlprov digest hf://org/name@main            # a hub snapshot, from the local HF cache
+  mlprov digest ./model --json                # manifest and model facts (formats, params, pickle)
   mlprov digest ./model --files               # and every file's digest
   mlprov digest ./data --manifest-out data.manifest.json
   mlprov digest --check data.manifest.json    # exit 1 if any file changed, went or came
@@ -29,7 +38,7 @@ def _read_manifest(path: Path) -> TreeManifest:
 
 
 @click.command(epilog=EPILOG)
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("locations", metavar="[PATH|hf://ORG/NAME@REV]...", nargs=-1)
 @click.option(
     "--algorithm",
     type=click.Choice(ALGORITHMS),
@@ -44,7 +53,7 @@ def _read_manifest(path: Path) -> TreeManifest:
     is_flag=True,
     help="Do not skip .git, .gitattributes, .github, .gitignore at the top of a tree.",
 )
-@click.option("--follow-symlinks", is_flag=True, help="Hash symlink targets inside the tree.")
+@follow_symlinks_option
 @click.option(
     "--shard-size",
     type=click.IntRange(min=1),
@@ -68,7 +77,7 @@ def _read_manifest(path: Path) -> TreeManifest:
 @click.pass_context
 def digest(
     ctx: click.Context,
-    paths: tuple[Path, ...],
+    locations: tuple[str, ...],
     algorithm: str,
     show_files: bool,
     ignore: tuple[str, ...],
@@ -82,7 +91,18 @@ def digest(
     force: bool,
     as_json: bool,
 ) -> None:
-    """Print the digest of each file or directory tree PATH, and optionally its manifest."""
+    """Print the digest of each file or directory tree PATH, and optionally its manifest.
+
+    A hub reference `hf://[datasets/]org/name@REVISION` is read from the local Hugging
+    Face cache (HF_HOME / HF_HUB_CACHE), never downloaded.
+    """
+    from mlprov.collect.hf import HubSnapshot, is_hub_uri, resolve_hub_uri
+
+    snapshots: dict[str, HubSnapshot] = {
+        text: resolve_hub_uri(text) for text in locations if is_hub_uri(text)
+    }
+    paths = tuple(snapshots[t].path if t in snapshots else Path(t) for t in locations)
+    shown = {p: t for p, t in zip(paths, locations, strict=True)}
     expected = _read_manifest(check_manifest) if check_manifest else None
     if expected is not None:
         if len(paths) > 1:
@@ -126,13 +146,36 @@ def digest(
     if manifest_out:
         write_bytes_atomic(manifest_out, manifests[0].to_json(), force=force)
     if as_json:
-        echo_json([m.model_dump(mode="json") for m in manifests])
+        echo_json(
+            [
+                _described(path, manifest, snapshots.get(shown.get(path, "")))
+                for path, manifest in zip(paths, manifests, strict=True)
+            ]
+        )
         return
     for path, manifest in zip(paths, manifests, strict=True):
-        click.echo(f"sha256:{manifest.digest}  {path}")
+        click.echo(f"sha256:{manifest.digest}  {shown.get(path, path)}")
         if show_files:
             for entry in manifest.files:
                 click.echo(f"  {manifest.algorithm}:{entry.digest}  {entry.path}")
+
+
+def _described(path: Path, manifest: TreeManifest, snapshot: Any) -> dict[str, Any]:
+    """A manifest as JSON, with the model facts its files' headers give and, for a hub
+    reference, the repository and commit it resolved to."""
+    from mlprov.collect.model_formats import scan_model
+
+    data: dict[str, Any] = manifest.model_dump(mode="json")
+    data["modelFacts"] = scan_model(path, manifest).to_annotation()
+    if snapshot is not None:
+        data["uri"] = snapshot.uri
+        data["huggingFace"] = {
+            "repoType": snapshot.kind,
+            "repoId": snapshot.repo_id,
+            "revision": snapshot.revision,
+            "requestedRevision": snapshot.requested,
+        }
+    return data
 
 
 def _report_check(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from mlprov.cli._common import byte_progress
+from mlprov.cli._common import byte_progress, follow_symlinks_option
 from mlprov.cli.store import store_option
 from mlprov.digest import DigestCache, digest_file, digest_tree
-from mlprov.errors import InputError
+from mlprov.errors import InputError, MlprovError
 from mlprov.fsio import write_bytes_atomic
 from mlprov.store import FORMATS, LineageGraph, open_store, parse_digest
 from mlprov.store.render import render
@@ -22,6 +23,7 @@ PICTURES = ("svg", "png")
 EPILOG = """\b
 Examples:
   mlprov lineage ./model --up                       # everything the model was built from
+  mlprov lineage hf://org/name@main --down          # a hub snapshot (read from the local cache)
   mlprov lineage sha256:<dataset digest> --down     # impact report: everything built from it
   mlprov lineage sha256:<dataset digest> --down --only-models
   mlprov lineage ./model --up --format mermaid      # paste into GitHub/GitLab markdown
@@ -30,34 +32,107 @@ Examples:
 """
 
 
-def digest_of_path(path: Path) -> str:
+def digest_of_path(path: Path, *, follow_symlinks: bool = False) -> str:
     """The digest attestations use for a path: tree digest of a directory (OpenSSF Model
     Signing), sha256 of a file's bytes."""
     if path.is_dir():
         cache = DigestCache()
         try:
             with byte_progress(f"hashing {path}") as (on_total, advance):
-                manifest = digest_tree(path, cache=cache, progress=advance, on_total=on_total)
+                manifest = digest_tree(
+                    path,
+                    cache=cache,
+                    progress=advance,
+                    on_total=on_total,
+                    follow_symlinks=follow_symlinks,
+                )
         finally:
             cache.close()
         return f"sha256:{manifest.digest}"
+    if follow_symlinks and path.is_symlink():
+        path = path.resolve()
     return f"sha256:{digest_file(path)}"
 
 
-def resolve_target(target: str) -> str:
-    """A digest as given (`sha256:<hex>` or bare hex), or the digest of an existing path."""
+def resolve_target(target: str, *, follow_symlinks: bool = False) -> str:
+    """A digest as given (`sha256:<hex>` or bare hex), the digest of an existing path, or
+    of the hub snapshot an `hf://org/name@REV` names (resolved from the local cache)."""
+    if target.startswith("hf://"):
+        from mlprov.collect.hf import resolve_hub_uri
+
+        return digest_of_path(resolve_hub_uri(target).path)
     path = Path(target)
     looks_like_digest = ":" in target and not target.startswith(("/", "."))
     if path.exists() and not looks_like_digest:
-        return digest_of_path(path)
+        return digest_of_path(path, follow_symlinks=follow_symlinks)
     try:
         return parse_digest(target)
     except InputError:
         raise InputError(f"{target!r} is neither an existing path nor a digest") from None
 
 
+#: Attestations whose descriptors are read for model facts in one lineage answer.
+FACTS_ATTESTATION_LIMIT = 500
+
+
+def model_facts_of(opened: Any, graph: LineageGraph) -> dict[str, dict[str, Any]]:
+    """The modelFacts the crossed attestations record, by artifact digest (`sha256:<hex>`)."""
+    facts: dict[str, dict[str, Any]] = {}
+    for key in graph.attestations()[:FACTS_ATTESTATION_LIMIT]:
+        stored = opened.get(key)
+        if stored is None:
+            continue
+        try:
+            statement = stored.statement()
+        except MlprovError:
+            continue
+        predicate = statement.predicate or {}
+        build = predicate.get("buildDefinition") or {}
+        described = [s.to_dict() for s in statement.subject]
+        described += [d for d in build.get("resolvedDependencies") or [] if isinstance(d, dict)]
+        for item in described:
+            notes = item.get("annotations") or {}
+            sha = (item.get("digest") or {}).get("sha256")
+            if isinstance(notes, dict) and isinstance(notes.get("modelFacts"), dict) and sha:
+                digest = f"sha256:{sha}"
+                if digest in graph.nodes:
+                    facts.setdefault(digest, notes["modelFacts"])
+    return facts
+
+
+def facts_line(facts: dict[str, Any]) -> str:
+    """One line a person reads: formats, parameter count, pickle files, malformed files."""
+    parts = [", ".join(facts.get("formats") or []) or "no model format recognised"]
+    if isinstance(facts.get("parameterCount"), int):
+        parts.append(f"{facts['parameterCount']:,} parameters")
+    pickles = facts.get("pickleFiles") or []
+    parts.append(f"can run code when loaded: {', '.join(pickles)}" if pickles else "no pickle")
+    if facts.get("malformedFiles"):
+        parts.append(f"MALFORMED: {', '.join(facts['malformedFiles'])}")
+    return "; ".join(parts)
+
+
+def _with_facts(text: str, fmt: str, graph: LineageGraph, facts: dict[str, dict[str, Any]]) -> str:
+    if not facts:
+        return text
+    if fmt == "json":
+        try:
+            document = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(document, dict):
+            document["modelFacts"] = facts
+            return json.dumps(document, indent=2, sort_keys=True) + "\n"
+        return text
+    if fmt != "tree":
+        return text
+    lines = [f"model facts  {graph.nodes[d].label}: {facts_line(f)}"
+             for d, f in sorted(facts.items())]  # fmt: skip
+    return text + "\n".join(lines) + "\n"
+
+
 @click.command(epilog=EPILOG)
-@click.argument("target", metavar="PATH|DIGEST")
+@click.argument("target", metavar="PATH|DIGEST|hf://ORG/NAME@REV")
 @click.option("--up", "direction", flag_value="up", help="Walk back to what it was built from.")
 @click.option("--down", "direction", flag_value="down", help="Walk forward to what it reached.")
 @click.option(
@@ -81,6 +156,7 @@ def resolve_target(target: str) -> str:
     help="Write to this file instead of stdout.",
 )
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@follow_symlinks_option
 @store_option
 @click.pass_context
 def lineage(
@@ -93,6 +169,7 @@ def lineage(
     max_depth: int | None,
     out: Path | None,
     force: bool,
+    follow_symlinks: bool,
     store_location: str | None,
 ) -> None:
     """Show the lineage of an artifact (a model or dataset PATH, or its DIGEST).
@@ -109,13 +186,14 @@ def lineage(
         if fmt not in ("tree", "json"):
             raise InputError(f"--json and --format {fmt} contradict each other")
         fmt = "json"
-    digest = resolve_target(target)
+    digest = resolve_target(target, follow_symlinks=follow_symlinks)
     with open_store(store_location) as opened:
         if direction == "up":
             graph = opened.lineage_up(digest, max_depth=max_depth)
         else:
             graph = opened.lineage_down(digest, max_depth=max_depth)
         location = opened.location
+        facts = model_facts_of(opened, graph) if graph.found else {}
     if not graph.found:
         click.echo(f"NOT FOUND: no attestation in {location} names {digest}", err=True)
         ctx.exit(1)
@@ -130,6 +208,7 @@ def lineage(
             text = "".join(f"{d}  {graph.nodes[d].label}\n" for d in ends)
     else:
         text = render(graph, fmt, color=out is None and fmt == "tree" and sys.stdout.isatty())
+        text = _with_facts(text, fmt, graph, facts)
     if out is not None:
         write_bytes_atomic(out, text.encode(), force=force)
         click.echo(f"wrote {fmt} lineage of {digest} to {out}", err=True)

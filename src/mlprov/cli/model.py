@@ -10,6 +10,7 @@ import click
 
 from mlprov.cli._common import (
     echo_json,
+    follow_symlinks_option,
     force_option,
     json_option,
     progress_bar,
@@ -98,6 +99,7 @@ def model() -> None:
     type=click.IntRange(min=1),
     help="Use the `shards` method (sha256 or blake2b; model_signing shards no blake3).",
 )
+@follow_symlinks_option
 @keyless_signing_options
 @force_option
 @json_option
@@ -110,6 +112,7 @@ def sign_cmd(
     ignore_paths: tuple[str, ...],
     algorithm: str,
     shard_size: int | None,
+    follow_symlinks: bool,
     sigstore: bool,
     identity_token: str | None,
     staging: bool,
@@ -135,6 +138,7 @@ def sign_cmd(
                 shard_size=shard_size,
                 cache=cache,
                 progress=bar,
+                follow_symlinks=follow_symlinks,
             )
             token = resolve_identity_token(identity_token, staging=staging)
             data = sign_statement_sigstore(statement.to_bytes(), token=token, staging=staging)
@@ -151,6 +155,7 @@ def sign_cmd(
                 shard_size=shard_size,
                 cache=cache,
                 progress=bar,
+                follow_symlinks=follow_symlinks,
             )
             data = bundle_bytes(bundle)
             if signer.public_key.keytype != "ecdsa":
@@ -181,6 +186,7 @@ def sign_cmd(
 
 @model.command("verify", epilog=VERIFY_EPILOG)
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@follow_symlinks_option
 @click.option(
     "--signature",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -230,6 +236,7 @@ def verify_cmd(
     ignore_paths: tuple[str, ...],
     trust_cache: bool,
     as_json: bool,
+    follow_symlinks: bool,
 ) -> None:
     """Verify MODEL against an OMS signature; exit 1 naming any changed, missing or added file.
 
@@ -257,6 +264,7 @@ def verify_cmd(
             signature_path=signature,
             cache=cache,
             progress=bar,
+            follow_symlinks=follow_symlinks,
         )
     if cache is not None:
         cache.close()

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from mlprov.api import TrainingRun
-from mlprov.cli._common import force_option, sign_options, signers_from
+from mlprov.cli._common import follow_symlinks_option, force_option, sign_options, signers_from
 from mlprov.collect.builder import utc_now
 from mlprov.collect.config import parse_overrides
 from mlprov.errors import InputError
@@ -90,6 +90,7 @@ class GreedyOption(click.Option):
 @click.option("--no-git", is_flag=True, help="Do not record the git source.")
 @click.option("--record-host", is_flag=True, help="Record the hostname.")
 @click.option("--no-packages", is_flag=True, help="Do not list installed Python distributions.")
+@follow_symlinks_option
 @force_option
 @sign_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stderr.")
@@ -108,6 +109,7 @@ def run(
     no_git: bool,
     record_host: bool,
     no_packages: bool,
+    follow_symlinks: bool,
     force: bool,
     sign_keys: tuple[str, ...],
     password_env: str | None,
@@ -127,6 +129,7 @@ def run(
         source_dir=None if no_git else source_dir,
         write_manifests=False,
         signers=signers_from(sign_keys, password_env),
+        follow_symlinks=follow_symlinks,
     )
     if config_file is not None:
         recorder.config(config_file)

@@ -9,7 +9,12 @@ from typing import Any, TypeVar
 import click
 from securesystemslib.signer import Key
 
-from mlprov.cli._common import echo_json, json_option, trust_cache_option
+from mlprov.cli._common import (
+    echo_json,
+    follow_symlinks_option,
+    json_option,
+    trust_cache_option,
+)
 from mlprov.digest import DigestCache
 from mlprov.errors import InputError, VerificationError
 from mlprov.signing.files import read_attestations
@@ -91,6 +96,7 @@ def trusted_key_options(func: F) -> F:
 
 @click.command(epilog=EPILOG)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@follow_symlinks_option
 @trusted_key_options
 @sigstore_options
 @click.option(
@@ -116,6 +122,7 @@ def verify(
     subject_paths: tuple[Path, ...],
     trust_cache: bool,
     as_json: bool,
+    follow_symlinks: bool,
 ) -> None:
     """Verify every signed attestation in FILE (DSSE, .intoto.jsonl or Sigstore bundle).
 
@@ -154,7 +161,11 @@ def verify(
             signers = verified.signers
             predicate_type = verified.statement.predicateType
             for path in subject_paths:
-                checks.append(check_subject_path(verified.statement, path, cache=cache))
+                checks.append(
+                    check_subject_path(
+                        verified.statement, path, cache=cache, follow_symlinks=follow_symlinks
+                    )
+                )
         ok = all(c.passed for c in checks)
         all_ok = all_ok and ok
         reports.append(

@@ -1,9 +1,10 @@
-"""Local files and trees, and Hugging Face hub cache snapshots, as ResourceDescriptors.
+"""Local files and trees, and Hugging Face hub snapshots, as ResourceDescriptors.
 
 A directory is identified by its tree digest (OMS-compatible, as `mlprov digest` prints);
 a single file by the sha256 of its bytes. A hub cache snapshot
-(`.../datasets--org--name/snapshots/REV/`) is read offline: its symlinks into `blobs/`
-are followed inside the repository's cache folder, never out of it.
+(`.../datasets--org--name/snapshots/REV/`, or `hf://datasets/org/name@REV` resolved from
+the cache) is read offline: its symlinks into its own `blobs/` are followed (the digest
+walk's rule), and each blob is checked against its name.
 """
 
 from __future__ import annotations
@@ -13,40 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mlprov.collect.hf import HubSnapshot, hub_snapshot, is_hub_uri, resolve_hub_uri
 from mlprov.digest import DigestCache, TreeManifest, digest_tree
 from mlprov.errors import InputError
 from mlprov.statement import DIGEST_OF, FILE, TREE, ResourceDescriptor
 
-_HF_REPO_DIR = re.compile(r"^(models|datasets|spaces)--(.+)$")
 _DIGEST_SPEC = re.compile(r"^(sha256|sha384|sha512|blake3|gitCommit|sha1)[:=]([0-9a-fA-F]+)$")
-
-
-@dataclass(frozen=True)
-class HubSnapshot:
-    """Where a Hugging Face hub cache snapshot came from: repo type, repo id, revision."""
-
-    kind: str
-    repo_id: str
-    revision: str
-    repo_dir: Path
-
-    @property
-    def uri(self) -> str:
-        """`hf://datasets/org/name@REV` (the form huggingface_hub's HfFileSystem reads)."""
-        prefix = "" if self.kind == "models" else f"{self.kind}/"
-        return f"hf://{prefix}{self.repo_id}@{self.revision}"
-
-
-def hub_snapshot(path: Path) -> HubSnapshot | None:
-    """The hub repo a `snapshots/REV` directory belongs to, or None if it is not one."""
-    resolved = path.absolute()
-    if resolved.parent.name != "snapshots" or not path.is_dir():
-        return None
-    match = _HF_REPO_DIR.match(resolved.parent.parent.name)
-    if not match:
-        return None
-    kind, flat = match.groups()
-    return HubSnapshot(kind, flat.replace("--", "/"), resolved.name, resolved.parent.parent)
 
 
 @dataclass(frozen=True)
@@ -66,23 +39,31 @@ def check_name(name: str, *, what: str) -> str:
 
 
 def describe_path(
-    path: Path,
+    path: str | Path,
     *,
     name: str | None = None,
     cache: DigestCache | None = None,
     annotations: dict[str, Any] | None = None,
+    follow_symlinks: bool = False,
+    model_facts: bool = False,
 ) -> DescribedPath:
-    """Digest a local file or directory (or hub snapshot) into a named ResourceDescriptor."""
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        raise InputError(f"{path}: no such file or directory")
-    snapshot = hub_snapshot(path)
-    if snapshot is not None:
-        manifest = digest_tree(
-            path, follow_symlinks=True, symlink_boundary=snapshot.repo_dir.resolve(), cache=cache
-        )
+    """Digest a local file or directory, a hub snapshot, or an `hf://` reference (resolved
+    offline from the hub cache) into a named ResourceDescriptor.
+
+    A hub snapshot is named by its repository id (unless `name` is given) and recorded
+    with its `hf://…@COMMIT` URI and the commit as a `gitCommit` digest beside the
+    content digest. `model_facts` adds what the model files' headers say (modelFacts).
+    """
+    snapshot: HubSnapshot | None
+    if is_hub_uri(path):
+        snapshot = resolve_hub_uri(str(path))
+        path = snapshot.path
     else:
-        manifest = digest_tree(path, cache=cache)
+        path = Path(path)
+        if not path.exists() and not path.is_symlink():
+            raise InputError(f"{path}: no such file or directory")
+        snapshot = hub_snapshot(path)
+    manifest = digest_tree(path, cache=cache, follow_symlinks=follow_symlinks)
     is_dir = path.is_dir()
     digest = manifest.digest if is_dir else manifest.files[0].digest
     notes: dict[str, Any] = {
@@ -91,16 +72,27 @@ def describe_path(
         "byteSize": manifest.total_size,
     }
     if snapshot is not None:
-        notes["huggingFace"] = {
-            "repoType": snapshot.kind.rstrip("s"),
+        hub: dict[str, Any] = {
+            "repoType": snapshot.kind,
             "repoId": snapshot.repo_id,
             "revision": snapshot.revision,
         }
+        if snapshot.requested and snapshot.requested != snapshot.revision:
+            hub["requestedRevision"] = snapshot.requested
+        notes["huggingFace"] = hub
+    if model_facts:
+        from mlprov.collect.model_formats import scan_model
+
+        notes["modelFacts"] = scan_model(path, manifest).to_annotation()
     notes.update(annotations or {})
+    digests = {"sha256": digest}
+    if snapshot is not None and snapshot.commit:
+        digests["gitCommit"] = snapshot.commit  # the snapshot's revision, beside its content
+    default_name = snapshot.repo_id if snapshot is not None else manifest.name
     descriptor = ResourceDescriptor(
-        name=check_name(name or manifest.name, what="artifact"),
+        name=check_name(name or default_name, what="artifact"),
         uri=snapshot.uri if snapshot else None,
-        digest={"sha256": digest},
+        digest=digests,
         annotations=notes,
     )
     return DescribedPath(descriptor, manifest, is_dir)

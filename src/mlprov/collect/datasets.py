@@ -1,4 +1,4 @@
-"""Datasets as ResourceDescriptors: a local file or tree, a hub cache snapshot, or a URI.
+"""Datasets as ResourceDescriptors: a local file or tree, a hub snapshot or `hf://`, or a URI.
 
 A local dataset is digested (tree digest for a directory, sha256 for a file) and keeps
 its manifest so the caller can write it beside the attestation; a URI is recorded with
@@ -18,6 +18,7 @@ from mlprov.collect.artifacts import (
     parse_digest,
     split_uri_digest,
 )
+from mlprov.collect.hf import is_hub_uri
 from mlprov.digest import DigestCache, TreeManifest
 from mlprov.errors import InputError
 from mlprov.export.licenses import normalize_license
@@ -44,9 +45,12 @@ def describe_dataset(
     license: str | None = None,
     role: str = "dataset",
     cache: DigestCache | None = None,
+    follow_symlinks: bool = False,
 ) -> DatasetRecord:
-    """Describe one dataset named `name` at a path, hub snapshot or `URI#sha256=HEX`."""
-    check_name(name, what="dataset")
+    """Describe one dataset named `name` at a path, hub snapshot, `hf://datasets/org/name@REV`
+    (resolved offline from the hub cache) or `URI#sha256=HEX`."""
+    what = role.replace("-", " ")
+    check_name(name, what=what)
     notes: dict[str, Any] = {"role": role}
     chosen_split = split or SPLITS.get(name.lower())
     if chosen_split:
@@ -54,22 +58,29 @@ def describe_dataset(
     if license is not None:
         notes["license"] = normalize_license(license, what=f"--license {name}")
     text = str(location)
-    if isinstance(location, str) and is_uri(text):
+    if isinstance(location, str) and is_uri(text) and not is_hub_uri(text):
         uri, fragment = split_uri_digest(text)
         spec = digest or fragment
         if spec is None:
             raise InputError(
-                f"dataset {name}: {uri} is remote; give its digest as URI#sha256=HEX "
+                f"{what} {name}: {uri} is remote; give its digest as URI#sha256=HEX "
                 "(mlprov never downloads it)"
             )
         descriptor = ResourceDescriptor(
-            name=name, uri=uri, digest=parse_digest(spec, what=f"dataset {name}"), annotations=notes
+            name=name, uri=uri, digest=parse_digest(spec, what=f"{what} {name}"), annotations=notes
         )
         return DatasetRecord(descriptor)
-    described = describe_path(Path(location), name=name, cache=cache, annotations=notes)
+    described = describe_path(
+        location,
+        name=name,
+        cache=cache,
+        annotations=notes,
+        follow_symlinks=follow_symlinks,
+        model_facts=role == "base-model",
+    )
     if digest is not None:
-        expected = parse_digest(digest, what=f"dataset {name}")
+        expected = parse_digest(digest, what=f"{what} {name}")
         actual = described.descriptor.digest or {}
         if any(actual.get(k) != v for k, v in expected.items()):
-            raise InputError(f"dataset {name}: {location} does not have digest {digest}")
+            raise InputError(f"{what} {name}: {location} does not have digest {digest}")
     return DatasetRecord(described.descriptor, described.manifest if described.is_dir else None)

@@ -25,6 +25,7 @@ from mlprov.digest.hashing import (
     hash_small_file,
     shard_bounds,
 )
+from mlprov.digest.hub import check_snapshot_blobs
 from mlprov.digest.manifest import FileEntry, TreeManifest
 from mlprov.digest.procs import (
     ForkedHashing,
@@ -101,6 +102,10 @@ def digest_tree(
 ) -> TreeManifest:
     """Hash every file of a directory (or one file, named `.`) into a TreeManifest.
 
+    Symlinks follow the rule in `mlprov.digest.walk`: refused unless `follow_symlinks`
+    (then followed anywhere, or only inside `symlink_boundary` when given), except a hub
+    snapshot's links into its own `blobs/`, which are followed and checked against the
+    blob's name (VerificationError for a corrupted or tampered download).
     `ignore` adds glob patterns to model_signing's default ignores (`.git`,
     `.gitattributes`, `.github`, `.gitignore` at the top); `shard_size` switches to
     OMS's `shards` method; `cache` skips files whose stat is unchanged since last time;
@@ -155,7 +160,7 @@ def digest_tree(
         digest = hit if hit is not None else computed[task.name][1]
         entries.append(FileEntry(task.name, digest, task.size))
     name = (root.resolve() if root.name in ("", ".", "..") else root).name
-    return TreeManifest.build(
+    manifest = TreeManifest.build(
         name=name,
         algorithm=algorithm,
         entries=entries,
@@ -164,6 +169,9 @@ def digest_tree(
         ignore=patterns if is_dir else [],
         clean=True,
     )
+    if ctx.hub_blobs and is_dir:
+        check_snapshot_blobs(root, manifest, ctx.hub_blobs)  # a bad download fails here
+    return manifest
 
 
 def _tasks(files: Sequence[FileInfo], shard_size: int | None) -> list[_Task]:

@@ -1,7 +1,11 @@
 """Listing the files of a tree safely: ignores, symlink policy, special files.
 
-Symlinks are refused unless asked for, and even then never followed out of the
-boundary (the tree itself by default). Sockets, FIFOs and devices are refused.
+The symlink rule, shared by every command that reads a tree: a link is refused unless
+asked for (`follow_symlinks`, the CLI's `--follow-symlinks` / `--allow-symlinks`),
+except that the links of a Hugging Face cache snapshot into its own repository's
+`blobs/` are always followed (the blob's content is hashed under the link's name). A
+`symlink_boundary`, when given, keeps followed links inside it. Sockets, FIFOs and
+devices are refused; a directory cycle through links is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from mlprov.digest.hub import snapshot_blobs
 from mlprov.errors import InputError
 
 #: Paths model_signing ignores by default, relative to the tree's root.
@@ -20,8 +25,9 @@ DEFAULT_IGNORES: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitig
 
 
 class FileInfo(NamedTuple):
-    """A regular file found in a tree: where it is, its name in the tree, its stat, and
-    the (st_dev, st_ino) of the directory holding it (which names its cache record).
+    """A regular file found in a tree: where to read it (for a followed symlink, the real
+    path of its target, opened with O_NOFOLLOW), its name in the tree (the link's), its
+    stat, and the (st_dev, st_ino) of the directory holding it (which names its cache record).
 
     A NamedTuple: a million of them are built for a million files.
     """
@@ -95,13 +101,20 @@ def _stat_root(root: Path, *, follow_symlinks: bool) -> os.stat_result:
     except OSError as exc:
         raise InputError(f"{root}: cannot read ({exc.strerror})") from None
     if stat.S_ISLNK(st.st_mode):
-        if not follow_symlinks:
+        if not (follow_symlinks or _is_hub_file(root)):
             raise InputError(f"{root} is a symlink (use --follow-symlinks to hash its target)")
         try:
             st = os.stat(root)
         except OSError:
             raise InputError(f"{root} is a broken symlink") from None
     return st
+
+
+def _is_hub_file(link: Path) -> bool:
+    """Whether `link` is a file of a hub snapshot linking into its repository's blobs/."""
+    target = os.path.realpath(link)
+    blobs = snapshot_blobs(os.path.realpath(os.path.dirname(link) or os.curdir))
+    return bool(blobs) and os.path.dirname(target) == blobs
 
 
 def list_files(
@@ -126,7 +139,8 @@ def list_files(
             where = (parent.st_dev, parent.st_ino)
         except OSError:
             where = (-1, -1)  # a directory we cannot stat holds no cache record
-        return False, [FileInfo(str(root), ".", st, where)]
+        real = os.path.realpath(root) if os.path.islink(root) else str(root)
+        return False, [FileInfo(real, ".", st, where)]
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"{root} is {_kind(st.st_mode)}, not a file or directory")
     return True, walk_subtree(root_subtree(root, st), ctx)
@@ -149,11 +163,16 @@ class Subtree(NamedTuple):
 
 
 class WalkContext(NamedTuple):
-    """What a walk of one tree needs besides the directory: picklable, for worker processes."""
+    """What a walk of one tree needs besides the directory: picklable, for worker processes.
+
+    `boundary` ("" for none) keeps followed links inside it; `hub_blobs` is the real path
+    of the hub repository's `blobs/` when the tree is (in) a snapshot, else "".
+    """
 
     rules: IgnoreRules
     follow: bool
     boundary: str
+    hub_blobs: str = ""
 
 
 def open_tree(
@@ -165,9 +184,9 @@ def open_tree(
 ) -> tuple[os.stat_result, WalkContext]:
     """Check the root of a walk (as list_files does) and fix the rules the walk follows."""
     st = _stat_root(root, follow_symlinks=follow_symlinks)
-    real_root = os.path.realpath(root)
-    boundary = os.path.realpath(symlink_boundary) if symlink_boundary else real_root
-    return st, WalkContext(ignore or IgnoreRules(()), follow_symlinks, boundary)
+    boundary = os.path.realpath(symlink_boundary) if symlink_boundary else ""
+    blobs = snapshot_blobs(os.path.realpath(root)) if stat.S_ISDIR(st.st_mode) else ""
+    return st, WalkContext(ignore or IgnoreRules(()), follow_symlinks, boundary, blobs)
 
 
 def walk_subtree(
@@ -175,17 +194,7 @@ def walk_subtree(
 ) -> list[FileInfo]:
     """The files under one directory; with `defer`, its subdirectories are left there instead."""
     out: list[FileInfo] = []
-    _walk(
-        tree.path,
-        tree.prefix,
-        tree.key,
-        ctx.rules,
-        ctx.follow,
-        ctx.boundary,
-        set(tree.ancestors),
-        out,
-        defer,
-    )
+    _walk(tree.path, tree.prefix, tree.key, ctx, set(tree.ancestors), out, defer)
     return out
 
 
@@ -193,9 +202,7 @@ def _walk(
     directory: str,
     prefix: str,
     here: tuple[int, int],
-    rules: IgnoreRules,
-    follow: bool,
-    boundary: str,
+    ctx: WalkContext,
     visited: set[tuple[int, int]],
     out: list[FileInfo],
     defer: list[Subtree] | None = None,
@@ -206,7 +213,7 @@ def _walk(
         raise InputError(f"{directory}: permission denied") from None
     except OSError as exc:
         raise InputError(f"{directory}: cannot list ({exc.strerror})") from None
-    ignored = rules.match if rules else None
+    ignored = ctx.rules.match if ctx.rules else None
     append = out.append
     for entry in entries:  # this loop runs once per file of the tree: kept lean
         rel = prefix + entry.name
@@ -220,9 +227,12 @@ def _walk(
         if kind == stat.S_IFREG:
             append(FileInfo(entry.path, rel, st, here))
             continue
+        path = entry.path
         if kind == stat.S_IFLNK:
-            st = _follow(entry.path, follow, boundary)
+            target, st = _follow(entry.path, ctx)
             kind = stat.S_IFMT(st.st_mode)
+            if kind == stat.S_IFREG:
+                path = target  # hashed at its real path, opened with O_NOFOLLOW
         if kind == stat.S_IFDIR:
             key = (st.st_dev, st.st_ino)
             if key in visited:
@@ -231,21 +241,34 @@ def _walk(
                 defer.append(Subtree(entry.path, rel + "/", key, frozenset(visited | {key})))
                 continue
             visited.add(key)
-            _walk(entry.path, rel + "/", key, rules, follow, boundary, visited, out)
+            _walk(entry.path, rel + "/", key, ctx, visited, out)
             visited.discard(key)
         elif kind == stat.S_IFREG:
-            append(FileInfo(entry.path, rel, st, here))
+            append(FileInfo(path, rel, st, here))
         else:
             raise InputError(f"{entry.path} is {_kind(st.st_mode)}; refusing to hash it")
 
 
-def _follow(path: str, follow: bool, boundary: str) -> os.stat_result:
-    if not follow:
-        raise InputError(f"{path} is a symlink (use --follow-symlinks to hash its target)")
+def _follow(path: str, ctx: WalkContext) -> tuple[str, os.stat_result]:
+    """The real path and stat of what the link at `path` points to, if the rule allows it."""
     target = os.path.realpath(path)
-    if not _within(target, boundary):
+    if ctx.hub_blobs and os.path.dirname(target) == ctx.hub_blobs:
+        try:
+            st = os.stat(target, follow_symlinks=False)
+        except OSError:
+            raise InputError(f"{path} links to a missing blob ({target})") from None
+        if stat.S_ISREG(st.st_mode):
+            return target, st
+    if not ctx.follow:
+        if ctx.hub_blobs:
+            raise InputError(
+                f"{path} is a symlink pointing outside the tree and its repository's blobs/"
+                f" ({target}); use --follow-symlinks to hash its target"
+            )
+        raise InputError(f"{path} is a symlink (use --follow-symlinks to hash its target)")
+    if ctx.boundary and not _within(target, ctx.boundary):
         raise InputError(f"{path} is a symlink pointing outside the tree ({target})")
     try:
-        return os.stat(target)
+        return target, os.stat(target)
     except OSError:
         raise InputError(f"{path} is a broken symlink") from None

@@ -70,6 +70,11 @@ steps:
         functionaries: [{train_signer}]
         threshold: 1              # raise with more functionaries: distinct signers needed
         expectedAttributes:
+          # No pickle-based model files (.bin/.pt/.pth/.ckpt/.pkl, joblib): loading one can
+          # run code. mlprov records each file's format in annotations.modelFacts. To allow
+          # them, delete this rule (or add `warn: true` under it to only report them).
+          - rule: "subject.all(s, !has(s.annotations) || !has(s.annotations.modelFacts)
+              || !s.annotations.modelFacts.canRunCode)"
           - rule: "predicate.buildDefinition.buildType == 'https://mlprov.dev/buildtypes/training/v1'"
           - rule: "{succeeded}"
 

@@ -141,8 +141,15 @@ def parse_oms(statement: Statement, *, source: str) -> OmsPredicate:
     return predicate
 
 
-def oms_statement(manifest: TreeManifest, *, ignore_paths: list[str]) -> Statement:
-    """The OMS v1.0 Statement of a tree manifest made by `mlprov.digest.digest_tree`."""
+def oms_statement(
+    manifest: TreeManifest,
+    *,
+    ignore_paths: list[str],
+    allow_symlinks: bool = False,
+    annotations: dict[str, Any] | None = None,
+) -> Statement:
+    """The OMS v1.0 Statement of a tree manifest made by `mlprov.digest.digest_tree`;
+    `annotations` (the model's facts) go on the subject, which model_signing ignores."""
     if manifest.algorithm not in OMS_HASH_TYPES:
         raise InputError(
             f"OMS signatures use {' or '.join(OMS_HASH_TYPES)}, not {manifest.algorithm}"
@@ -150,7 +157,7 @@ def oms_statement(manifest: TreeManifest, *, ignore_paths: list[str]) -> Stateme
     serialization: dict[str, Any] = {
         "method": manifest.method,
         "hash_type": manifest.algorithm,
-        "allow_symlinks": False,
+        "allow_symlinks": allow_symlinks,
         "ignore_paths": ignore_paths,
     }
     algorithm = manifest.algorithm
@@ -162,7 +169,13 @@ def oms_statement(manifest: TreeManifest, *, ignore_paths: list[str]) -> Stateme
         for entry in manifest.files
     ]
     return Statement(
-        subject=[ResourceDescriptor(name=manifest.name, digest={"sha256": manifest.digest})],
+        subject=[
+            ResourceDescriptor(
+                name=manifest.name,
+                digest={"sha256": manifest.digest},
+                annotations=annotations or None,
+            )
+        ],
         predicateType=OMS_V1,
         predicate={"serialization": serialization, "resources": resources},
     )

@@ -143,13 +143,16 @@ def model_manifest(
     shard_size: int | None = None,
     cache: DigestCache | None = None,
     progress: DigestProgress | None = None,
+    follow_symlinks: bool = False,
 ) -> TreeManifest:
-    """Digest a model as OMS does: ignore paths are relative to the root (prefixes)."""
+    """Digest a model as OMS does: ignore paths are relative to the root (prefixes);
+    symlinks as the digest walk's rule says (model_signing's allow_symlinks)."""
     return digest_tree(
         model,
         algorithm=algorithm,
         ignore=[f"root:{p}" for p in ignore_paths],
         default_ignores=True,
+        follow_symlinks=follow_symlinks,
         shard_size=shard_size,
         cache=cache,
         progress=progress.advance if progress else None,
@@ -166,11 +169,14 @@ def model_statement(
     shard_size: int | None = None,
     cache: DigestCache | None = None,
     progress: DigestProgress | None = None,
+    follow_symlinks: bool = False,
 ) -> Statement:
     """The OMS v1.0 Statement of a model directory (or single file).
 
     The signature file, when inside the model, is ignored; the ignore paths recorded
-    are the given ones, the signature file and model_signing's defaults.
+    are the given ones, the signature file and model_signing's defaults. The subject
+    carries the model's facts (modelFacts); `allow_symlinks` records whether any
+    symlink was followed (always for a hub snapshot, whose files are links).
     """
     model = Path(model)
     check_serialization(algorithm, shard_size)
@@ -186,9 +192,29 @@ def model_statement(
         shard_size=shard_size,
         cache=cache,
         progress=progress,
+        follow_symlinks=follow_symlinks,
     )
     recorded = list(dict.fromkeys([*ignored, *DEFAULT_IGNORES])) if model.is_dir() else []
-    return oms_statement(manifest, ignore_paths=recorded)
+    from mlprov.collect.model_formats import scan_model
+
+    facts = scan_model(model, manifest).to_annotation()
+    return oms_statement(
+        manifest,
+        ignore_paths=recorded,
+        allow_symlinks=_followed_links(model, manifest),
+        annotations={"modelFacts": facts},
+    )
+
+
+def _followed_links(model: Path, manifest: TreeManifest) -> bool:
+    """Whether hashing the model went through a symlink (model_signing's allow_symlinks)."""
+    if model.is_symlink():
+        return True
+    if not model.is_dir():
+        return False
+    names = {e.path.rsplit(":", 2)[0] if manifest.method == "shards" else e.path
+             for e in manifest.files}  # fmt: skip
+    return any(model.joinpath(*n.split("/")).is_symlink() for n in names)
 
 
 def sign_model(
@@ -201,6 +227,7 @@ def sign_model(
     shard_size: int | None = None,
     cache: DigestCache | None = None,
     progress: DigestProgress | None = None,
+    follow_symlinks: bool = False,
 ) -> dict[str, Any]:
     """An OMS v1.0 key-signed bundle for a model, as `model_signing sign key` writes."""
     statement = model_statement(
@@ -211,6 +238,7 @@ def sign_model(
         shard_size=shard_size,
         cache=cache,
         progress=progress,
+        follow_symlinks=follow_symlinks,
     )
     envelope = sign_envelope(statement.to_bytes(), [signer])
     return key_bundle(envelope, signer.public_key)
@@ -417,6 +445,7 @@ def verify_model(
     signature_path: Path | None = None,
     cache: DigestCache | None = None,
     progress: DigestProgress | None = None,
+    follow_symlinks: bool = False,
 ) -> ModelVerification:
     """Verify an OMS signature and that the model on disk is exactly what was signed.
 
@@ -451,6 +480,7 @@ def verify_model(
         shard_size=serialization.shard_size if serialization.method == "shards" else None,
         cache=cache,
         progress=progress,
+        follow_symlinks=follow_symlinks,
     )
     diff = _diff(predicate, actual)
     return ModelVerification(

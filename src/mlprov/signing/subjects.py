@@ -21,7 +21,11 @@ from mlprov.statement import DIGEST_OF, TREE, Statement
 
 
 def check_subject_path(
-    statement: Statement, path: Path, *, cache: DigestCache | None = None
+    statement: Statement,
+    path: Path,
+    *,
+    cache: DigestCache | None = None,
+    follow_symlinks: bool = False,
 ) -> Check:
     """Whether the file or tree at `path` is one of the Statement's subjects.
 
@@ -29,15 +33,17 @@ def check_subject_path(
     OMS signature whose resources match file by file; a file never matches a tree subject:
     a file of concatenated raw digests has a tree's digest as its sha256. `cache` is for
     callers that chose to trust it (`--trust-cache`): verification digests afresh.
+    Symlinks follow the digest walk's rule (`follow_symlinks`, and hub snapshots' blobs).
     """
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: no such file or directory")
     if path.is_dir():
-        return _check_tree(statement, path, cache)
+        return _check_tree(statement, path, cache, follow_symlinks)
+    target = path.resolve() if follow_symlinks and path.is_symlink() else path
     subjects = [(rd.name, rd.digest or {}, rd.digest_of) for rd in statement.subject]
     wanted = {alg for _, digests, _ in subjects for alg in digests}
-    computed = {alg: digest_file(path, alg) for alg in ALGORITHMS if alg in wanted}
+    computed = {alg: digest_file(target, alg) for alg in ALGORITHMS if alg in wanted}
     trees = []
     for name, digests, kind in subjects:
         for alg, value in digests.items():
@@ -60,8 +66,10 @@ def check_subject_path(
     return Check("subject", False, f"matches no subject (file is {shown})", str(path))
 
 
-def _check_tree(statement: Statement, path: Path, cache: DigestCache | None) -> Check:
-    manifest = digest_tree(path, cache=cache)
+def _check_tree(
+    statement: Statement, path: Path, cache: DigestCache | None, follow_symlinks: bool
+) -> Check:
+    manifest = digest_tree(path, cache=cache, follow_symlinks=follow_symlinks)
     recorded = _recorded_files(statement, path, manifest)
     oms = statement.predicateType == OMS_V1
     not_trees = []
