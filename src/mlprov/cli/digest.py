@@ -9,7 +9,7 @@ import click
 from mlprov.cli._common import byte_progress, echo_json, force_option, json_option
 from mlprov.digest import ALGORITHMS, DigestCache, TreeManifest, compare_manifests, digest_tree
 from mlprov.errors import InputError
-from mlprov.fsio import write_bytes_atomic
+from mlprov.fsio import read_input, write_bytes_atomic
 
 EPILOG = """\b
 Examples:
@@ -20,11 +20,12 @@ Examples:
 """
 
 
+#: Largest manifest `--check` reads (a manifest of a million files is about 150 MB).
+MAX_MANIFEST_BYTES = 512 << 20
+
+
 def _read_manifest(path: Path) -> TreeManifest:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read manifest {path}: {exc.strerror}") from None
+    data = read_input(path, limit=MAX_MANIFEST_BYTES, what="manifest")
     return TreeManifest.from_json(data, source=str(path))
 
 

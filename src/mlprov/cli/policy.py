@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from mlprov.cli._common import echo_json, force_option, json_option
 from mlprov.errors import InputError
-from mlprov.fsio import write_bytes_atomic
+from mlprov.fsio import read_input, write_bytes_atomic
 from mlprov.policy import (
     LAYOUT_PAYLOAD_TYPE,
     PolicyResult,
@@ -23,7 +22,7 @@ from mlprov.policy import (
     load_layout,
 )
 from mlprov.policy.attestations import ClaimSet
-from mlprov.policy.loader import validate_layout
+from mlprov.policy.loader import MAX_LAYOUT_BYTES, validate_layout
 from mlprov.policy.vsa import vsa_statement
 from mlprov.signing.dsse import sign_envelope
 from mlprov.signing.keys import load_public_key, load_signer
@@ -64,13 +63,17 @@ def policy() -> None:
     """Evaluate attestations against in-toto attestation layouts."""
 
 
+#: Largest --param-file read.
+MAX_PARAM_FILE_BYTES = 1 << 20
+
+
 def _parse_params(pairs: Sequence[str], files: Sequence[Path]) -> dict[str, str]:
     params: dict[str, str] = {}
+    from mlprov.yamlio import load_yaml
+
     for path in files:
-        try:
-            doc = yaml.safe_load(path.read_bytes())
-        except (OSError, yaml.YAMLError, RecursionError) as exc:
-            raise InputError(f"{path}: cannot read parameters ({exc})") from None
+        data = read_input(path, limit=MAX_PARAM_FILE_BYTES, what="parameter file")
+        doc = load_yaml(data, source=str(path))
         if not isinstance(doc, dict):
             raise InputError(f"{path}: parameters must be a mapping of name: value")
         params.update({str(k): str(v) for k, v in doc.items()})
@@ -124,8 +127,7 @@ def _claims_from_store(location: str | None, released: list[ReleasedSubject]) ->
 
 
 def _is_classic(layout_path: Path) -> bool:
-    from mlprov.fsio import read_input
-    from mlprov.policy.classic import MAX_LAYOUT_BYTES, is_classic_layout
+    from mlprov.policy.classic import is_classic_layout
 
     return is_classic_layout(read_input(layout_path, limit=MAX_LAYOUT_BYTES, what="layout"))
 
@@ -444,10 +446,7 @@ def sign(
     as_json: bool,
 ) -> None:
     """Sign LAYOUT (DSSE) with owner keys, after checking it loads."""
-    try:
-        data = layout_path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{layout_path}: cannot read ({exc.strerror})") from None
+    data = read_input(layout_path, limit=MAX_LAYOUT_BYTES, what="layout")
     _, signed = validate_layout(data, source=str(layout_path))
     if signed is not None:
         raise InputError(f"{layout_path} is already signed")

@@ -22,11 +22,12 @@ from mlprov.digest import DEFAULT_IGNORES, DigestCache, ManifestDiff, TreeManife
 from mlprov.digest.manifest import diff_against
 from mlprov.digest.tree import DigestProgress
 from mlprov.errors import InputError, VerificationError
+from mlprov.fsio import read_input
 from mlprov.predicates.oms import OmsPredicate, oms_statement, parse_oms
 from mlprov.signing.bundle import key_bundle
 from mlprov.signing.dsse import sign_envelope, verify_envelope
 from mlprov.signing.files import SignedAttestation
-from mlprov.signing.keys import key_from_crypto, pem_hint
+from mlprov.signing.keys import MAX_KEY_BYTES, key_from_crypto, pem_hint
 from mlprov.signing.sigstore_bundle import SigstoreIdentity, verify_bundle
 from mlprov.statement import Statement
 
@@ -153,11 +154,10 @@ def _bundle_material(attestation: SignedAttestation) -> dict[str, Any]:
 def _load_certificates(paths: Sequence[Path]) -> list[x509.Certificate]:
     certs: list[x509.Certificate] = []
     for path in paths:
+        data = read_input(path, limit=MAX_KEY_BYTES, what="certificate chain")
         try:
-            certs.extend(x509.load_pem_x509_certificates(Path(path).read_bytes()))
-        except FileNotFoundError:
-            raise InputError(f"certificate chain {path}: no such file") from None
-        except (OSError, ValueError):
+            certs.extend(x509.load_pem_x509_certificates(data))
+        except ValueError:
             raise InputError(f"certificate chain {path}: not PEM certificates") from None
     if not certs:
         raise InputError("no certificates given for --certificate-chain")
