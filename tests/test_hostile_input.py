@@ -1,0 +1,226 @@
+"""Hostile input (issue #11): devices and FIFOs, YAML aliases, CEL cost, junk signatures,
+bad `.intoto.jsonl` lines, control characters in names, bad option values.
+
+Each reproduction of the issue is performed as written; every one must end in exit 2
+(or 1) with one line on stderr, quickly, and never a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import CliResult, run_cli
+
+STATEMENT = {
+    "_type": "https://in-toto.io/Statement/v1",
+    "subject": [{"name": "model.bin", "digest": {"sha256": hashlib.sha256(b"w\n").hexdigest()}}],
+    "predicateType": "https://slsa.dev/provenance/v1",
+    "predicate": {"buildDefinition": {"buildType": "x"}},
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_hang() -> Iterator[None]:
+    """A read that blocks (a FIFO with no writer) fails the test instead of hanging it."""
+
+    def _timeout(signum: int, frame: object) -> None:
+        raise TimeoutError("the command blocked")
+
+    old = signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(20)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def one_line_error(result: CliResult, code: int = 2) -> None:
+    assert result.code == code, result
+    assert "Traceback" not in result.err, result
+    assert result.err.count("\n") == 1 and result.err.startswith("mlprov: error: "), result
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keys, a model, a Statement, its signed envelope and a starter layout in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLPROV_STORE", str(tmp_path / "store.db"))
+    assert run_cli("keygen", "--out", "k", "--no-password").code == 0
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.bin").write_bytes(b"w\n")
+    (tmp_path / "model.bin").write_bytes(b"w\n")
+    (tmp_path / "st.json").write_text(json.dumps(STATEMENT))
+    assert run_cli("sign", "st.json", "--key", "k.key", "--out", "st.intoto.json").code == 0
+    assert run_cli("policy", "init", "--out", "layout.yaml", "--key", "k.pub").code == 0
+    assert run_cli("model", "sign", "model", "--key", "k.key").code == 0
+    (tmp_path / "metrics.json").write_text('{"accuracy": 0.9}')
+    return tmp_path
+
+
+# {h} is the hostile file; every other argument is valid, so the hostile one is what fails.
+NON_REGULAR_CASES = [
+    ["verify", "{h}", "--key", "k.pub"],
+    ["verify", "st.intoto.json", "--key", "{h}"],
+    ["store", "add", "{h}", "--key", "k.pub"],
+    ["store", "add", "st.intoto.json", "--key", "{h}"],
+    ["policy", "lint", "{h}"],
+    ["policy", "lint", "layout.yaml", "--param-file", "{h}"],
+    ["policy", "check", "{h}", "--attestations", "."],
+    ["policy", "check", "layout.yaml", "--attestations", ".", "--param-file", "{h}"],
+    ["policy", "sign", "{h}", "--key", "k.key", "--out", "signed.json"],
+    ["policy", "sign", "layout.yaml", "--key", "{h}", "--out", "signed.json"],
+    ["sign", "{h}", "--key", "k.key", "--out", "out.json"],
+    ["sign", "st.json", "--key", "{h}", "--out", "out.json"],
+    ["sign", "st.json", "--sigstore", "--identity-token", "@{h}", "--out", "out.json"],
+    ["digest", "--check", "{h}", "model"],
+    ["model", "verify", "model", "--signature", "{h}", "--key", "k.pub"],
+    ["model", "verify", "model", "--key", "{h}"],
+    ["model", "verify", "model", "--certificate-chain", "{h}"],
+    ["attest", "eval", "--model", "model", "--metrics", "{h}", "--out", "eval.json"],
+    ["attest", "train", "--model", "model", "--metrics", "{h}", "--out", "t.json", "--no-git"],
+    ["attest", "train", "--model", "model", "--config", "{h}", "--out", "t.json", "--no-git"],
+    ["schema", "statement", "--validate", "{h}"],
+]
+
+
+def _hostile(kind: str, work: Path, name: str) -> Path:
+    """A path ending in `name` that is /dev/zero or a FIFO with no writer."""
+    path = work / name
+    if kind == "devzero":
+        path.symlink_to("/dev/zero")
+    else:
+        os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["devzero", "fifo"])
+@pytest.mark.parametrize("command", NON_REGULAR_CASES, ids=lambda c: " ".join(c[:3]))
+def test_non_regular_inputs_are_refused_fast(work: Path, kind: str, command: list[str]) -> None:
+    suffix = ".yaml" if "--config" in command or "--param-file" in command else ".json"
+    hostile = _hostile(kind, work, "hostile" + suffix)
+    started = time.monotonic()
+    result = run_cli(*[a.format(h=hostile) for a in command])
+    assert time.monotonic() - started < 5
+    one_line_error(result)
+    assert "not a regular file" in result.err, result
+
+
+@pytest.mark.parametrize("kind", ["devzero", "fifo"])
+def test_non_regular_trusted_root_is_refused(tmp_path: Path, kind: str) -> None:
+    from mlprov.errors import InputError
+    from mlprov.signing.sigstore_bundle import load_trusted_root
+
+    with pytest.raises(InputError, match="not a regular file"):
+        load_trusted_root(_hostile(kind, tmp_path, "root.json"))
+
+
+def test_reader_never_reads_past_its_limit(tmp_path: Path) -> None:
+    from mlprov.errors import InputError
+    from mlprov.fsio import read_input
+
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    assert read_input(path, limit=100, what="file") == b"x" * 100
+    with pytest.raises(InputError, match="larger than 99 bytes"):
+        read_input(path, limit=99, what="file")
+    with pytest.raises(InputError, match="is a directory"):
+        read_input(tmp_path, limit=99, what="file")
+    with pytest.raises(InputError, match="no such file"):
+        read_input(tmp_path / "nope", limit=99, what="file")
+
+
+# --- YAML aliases ("billion laughs") -----------------------------------------------------
+
+
+def _laughs(prefix: str, levels: int = 9) -> str:
+    """Nine levels of nine aliases each: 9**9 (387 million) strings once expanded."""
+    lines = [prefix + 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefghi", "bcdefghij"[: levels - 1], strict=False):
+        lines.append(f"{prefix}{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def _laughs_layout() -> str:
+    return "expires: '2030-01-01T00:00:00Z'\nsteps: []\nx-laughs:\n" + _laughs("  ")
+
+
+def test_billion_laughs_sizes_match_the_issue() -> None:
+    assert len(_laughs_layout()) <= 562  # the issue's 562-byte layout
+    assert len(_laughs("")) <= 520  # and its 520-byte parameter file
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["policy", "lint", "laughs.yaml"],
+        ["policy", "check", "laughs.yaml", "--attestations", "."],
+        ["policy", "sign", "laughs.yaml", "--key", "k.key", "--out", "signed.json"],
+        ["policy", "lint", "layout.yaml", "--param-file", "params.yaml"],
+        ["policy", "check", "layout.yaml", "--attestations", ".", "--param-file", "params.yaml"],
+        ["attest", "train", "--model", "model", "--config", "params.yaml", "--out", "t.json"],
+        [
+            "attest",
+            "eval",
+            "--model",
+            "model",
+            "--metrics",
+            "metrics.json",
+            "--config",
+            "params.yaml",
+            "--out",
+            "e.json",
+        ],
+        ["schema", "layout", "--validate", "laughs.yaml"],
+    ],
+    ids=lambda c: " ".join(c[:2]) + (" " + c[c.index("--config")] if "--config" in c else ""),
+)
+def test_yaml_aliases_cannot_explode(work: Path, command: list[str]) -> None:
+    (work / "laughs.yaml").write_text(_laughs_layout())
+    (work / "params.yaml").write_text(_laughs(""))
+    started = time.monotonic()
+    result = run_cli(*command)
+    assert time.monotonic() - started < 1
+    one_line_error(result)
+    assert "aliases expand to more than" in result.err
+
+
+def test_yaml_alias_cycles_and_depth_are_refused() -> None:
+    from mlprov.errors import InputError
+    from mlprov.yamlio import MAX_YAML_DEPTH, load_yaml
+
+    with pytest.raises(InputError, match="contains it"):
+        load_yaml("a: &a [1, *a]", source="doc")
+    with pytest.raises(InputError, match="nested deeper"):
+        load_yaml("[" * (MAX_YAML_DEPTH + 1) + "]" * (MAX_YAML_DEPTH + 1), source="doc")
+    # depth reached only through aliases counts too
+    chain = ["l0: &l0 [x]"] + [f"l{i}: &l{i} [*l{i - 1}]" for i in range(1, MAX_YAML_DEPTH + 2)]
+    with pytest.raises(InputError, match="nested deeper"):
+        load_yaml("\n".join(chain), source="doc")
+    with pytest.raises(InputError, match="month must be in 1"):
+        load_yaml("a: 2020-13-45", source="doc")
+
+
+def test_yaml_a_few_shared_values_still_load() -> None:
+    """PyYAML writes `&id001` for shared objects: such documents stay readable."""
+    import yaml
+
+    from mlprov.yamlio import load_yaml
+
+    shared = ["alice"]
+    text = yaml.safe_dump({"a": shared, "b": shared})
+    assert "&id001" in text
+    assert load_yaml(text, source="doc") == {"a": ["alice"], "b": ["alice"]}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
