@@ -224,3 +224,86 @@ def test_yaml_a_few_shared_values_still_load() -> None:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+# --- CEL budget ----------------------------------------------------------------------------
+
+_HUNDRED = "[" + ", ".join(str(i) for i in range(100)) + "]"
+COSTLY_RULES = {
+    "100x100x100 all()": f"{_HUNDRED}.all(a, {_HUNDRED}.all(b, {_HUNDRED}.all(c, a + b + c >= 0)))",
+    "75 nested parentheses": "(" * 75 + "true" + ")" * 75,
+    "1,000 && terms": " && ".join(["predicate.epochs == 3"] * 1000),
+}
+
+
+def _cel_layout(work: Path, rule: str) -> Path:
+    layout = {
+        "expires": "2099-01-01T00:00:00Z",
+        "functionaries": {"trainer": {"publicKeyPath": "k.pub"}},
+        "steps": [
+            {
+                "name": "train",
+                "expectedPredicates": [
+                    {
+                        "predicateType": "https://slsa.dev/provenance/v1",
+                        "functionaries": ["trainer"],
+                        "expectedAttributes": [{"rule": rule}],
+                    }
+                ],
+            }
+        ],
+    }
+    path = work / "cel-layout.yaml"
+    path.write_text(json.dumps(layout))
+    return path
+
+
+def _signed_claim(work: Path, subjects: int = 1) -> None:
+    statement = json.loads(json.dumps(STATEMENT))
+    statement["subject"] = [
+        {"name": f"f{i}", "digest": {"sha256": hashlib.sha256(b"%d" % i).hexdigest()}}
+        for i in range(subjects)
+    ]
+    statement["predicate"]["epochs"] = 3
+    (work / "claim.json").write_text(json.dumps(statement))
+    (work / "att").mkdir()
+    args = ["sign", "claim.json", "--key", "k.key", "--out", "att/train.intoto.json"]
+    assert run_cli(*args).code == 0
+
+
+@pytest.mark.parametrize("name", COSTLY_RULES)
+@pytest.mark.parametrize("command", ["lint", "check"])
+def test_costly_cel_is_refused_by_lint_and_check_alike(work: Path, name: str, command: str) -> None:
+    layout = _cel_layout(work, COSTLY_RULES[name])
+    _signed_claim(work)
+    extra = ["--attestations", "att"] if command == "check" else []
+    started = time.monotonic()
+    result = run_cli("policy", command, layout, *extra)
+    assert time.monotonic() - started < 2
+    one_line_error(result)
+    assert f"{layout}: step train: CEL rule" in result.err
+    assert "too costly" in result.err or "nested too deeply" in result.err
+
+
+def test_cel_within_budget_still_runs(work: Path) -> None:
+    rule = " && ".join(["predicate.epochs == 3"] * 20) + " && (((true)))"
+    _signed_claim(work)
+    result = run_cli("policy", "check", _cel_layout(work, rule), "--attestations", "att")
+    assert result.code == 0, result
+
+
+def test_cel_time_limit_names_layout_and_rule(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule cheap on paper but slow on the claim (300 subjects, cubed) is cut off."""
+    from mlprov.policy import attribute_rules
+
+    monkeypatch.setattr(attribute_rules, "CEL_TIME_LIMIT", 0.5)
+    rule = "subject.all(a, subject.all(b, subject.all(c, a.name != c.name || a == c)))"
+    layout = _cel_layout(work, rule)
+    _signed_claim(work, subjects=300)
+    assert run_cli("policy", "lint", layout).code == 0
+    started = time.monotonic()
+    result = run_cli("policy", "check", layout, "--attestations", "att")
+    assert time.monotonic() - started < 5
+    one_line_error(result)
+    assert f"{layout}: step train: CEL rule 'subject.all(" in result.err
+    assert "ran past its time limit of 0.5 s on att/train.intoto.json" in result.err

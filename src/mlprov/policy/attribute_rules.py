@@ -5,33 +5,173 @@ The expression sees `subject` (list of ResourceDescriptors), `predicateType` and
 an int: compare `predicate.epochs == 3`, or a float metric with `>= 0.9`). A claim
 that is absent (a missing field) fails unless `allowIfNoClaim`; a `warn` rule that does
 not hold is reported but does not fail.
+
+Every rule has a budget, so a layout cannot hang or crash a release check: when it
+compiles, its syntax tree may be at most `MAX_CEL_DEPTH` deep (cel-python evaluates by
+recursion) and its estimated cost (`estimate_cost`) at most `MAX_CEL_COST`; each
+evaluation may run at most `CEL_TIME_LIMIT` seconds. `policy lint` compiles exactly as
+`policy check` does, so it refuses the same rules.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import celpy
+import lark
 from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
-from celpy.evaluation import CELEvalError
+from celpy.evaluation import Activation, CELEvalError, Evaluator
 
 from mlprov.errors import InputError
 from mlprov.policy.layout import AttributeRuleSpec
 from mlprov.policy.results import RuleResult
 
+#: Deepest CEL syntax tree compiled (about 30 nested parentheses or 300 `&&` terms);
+#: cel-python needs about five stack frames per level when it evaluates.
+MAX_CEL_DEPTH = 300
+#: Largest estimated cost of one rule, in syntax-tree nodes evaluated (about 6 µs each).
+MAX_CEL_COST = 250_000
+#: Size assumed for a list or map that comes from the claim, when estimating a macro.
+UNKNOWN_SIZE = 10
+#: Longest one rule may run on one claim, in seconds.
+CEL_TIME_LIMIT = 5.0
+#: Macros that evaluate their expression once per element of their target.
+_COMPREHENSIONS = {"all", "exists", "exists_one", "map", "filter", "reduce"}
+
+
+class _OverTime(BaseException):
+    """Raised inside cel-python when a rule runs past its deadline.
+
+    A BaseException, so that cel-python's own `except Exception` handlers (which log
+    and re-raise) let it through untouched.
+    """
+
+
+class _BudgetedEvaluator(Evaluator):
+    """cel-python's tree interpreter, checking a deadline at every node it visits."""
+
+    deadline = 0.0
+
+    def _visit_tree(self, tree: lark.Tree) -> Any:  # type: ignore[type-arg]
+        if time.monotonic() > self.deadline:
+            raise _OverTime
+        return super()._visit_tree(tree)
+
+    def sub_evaluator(self, ast: lark.Tree) -> Evaluator:  # type: ignore[type-arg]
+        nested = _BudgetedEvaluator(ast, activation=self.activation)
+        nested.deadline = self.deadline
+        return nested
+
+
+@dataclass(frozen=True)
+class CelProgram:
+    """A compiled, budget-checked CEL expression."""
+
+    ast: lark.Tree  # type: ignore[type-arg]
+    cost: int
+
+    def evaluate(self, context: dict[str, Any], *, time_limit: float) -> Any:
+        """The expression's value; `_OverTime` once it runs past `time_limit` seconds."""
+        evaluator = _BudgetedEvaluator(self.ast, activation=_new_activation())
+        evaluator.deadline = time.monotonic() + time_limit
+        return evaluator.evaluate(context)
+
+
 _ENV = celpy.Environment()
 
 
-def compile_cel(expression: str, *, where: str) -> Any:
-    """A runnable CEL program; a syntax error is an InputError naming the rule."""
+def _new_activation() -> Activation:
+    """The variables and functions every rule starts from (as celpy's Runner builds them)."""
+    return Activation(package=_ENV.package, annotations=_ENV.annotations, functions=None)
+
+
+def _children(node: lark.Tree) -> list[lark.Tree]:  # type: ignore[type-arg]
+    return [c for c in node.children if isinstance(c, lark.Tree)]
+
+
+def _depth(ast: lark.Tree) -> int:  # type: ignore[type-arg]
+    deepest, stack = 0, [(ast, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in _children(node))
+    return deepest
+
+
+def _literal_size(node: lark.Tree) -> int:  # type: ignore[type-arg]
+    """Elements of a list or map literal written in the rule, else `UNKNOWN_SIZE`."""
+    while node.data in (
+        "member",
+        "primary",
+        "expr",
+        "conditionalor",
+        "conditionaland",
+        "relation",
+        "addition",
+        "multiplication",
+        "unary",
+    ):
+        inner = _children(node)
+        if len(inner) != 1 or len(node.children) != 1:
+            break
+        node = inner[0]
+    if node.data in ("list_lit", "map_lit"):
+        items = _children(node)
+        if not items:
+            return 0
+        return len(_children(items[0]))
+    return UNKNOWN_SIZE
+
+
+def estimate_cost(ast: lark.Tree) -> int:  # type: ignore[type-arg]
+    """Syntax-tree nodes an evaluation visits, a comprehension's body once per element.
+
+    A comprehension over a list written in the rule counts its elements; over a list
+    from the claim, `UNKNOWN_SIZE`; nested comprehensions multiply. Call only on a tree
+    no deeper than `MAX_CEL_DEPTH` (it recurses).
+    """
+    children = _children(ast)
+    if ast.data == "member_dot_arg" and len(ast.children) >= 2:
+        name = ast.children[1]
+        if isinstance(name, lark.Token) and name.value in _COMPREHENSIONS and children:
+            target, *arguments = children
+            body = sum(estimate_cost(a) for a in arguments)
+            return 1 + estimate_cost(target) + max(1, _literal_size(target)) * body
+    return 1 + sum(estimate_cost(child) for child in children)
+
+
+def compile_cel(expression: str, *, where: str) -> CelProgram:
+    """A runnable, budget-checked CEL program; any problem is an InputError naming the rule."""
     try:
-        return _ENV.program(_ENV.compile(expression))
+        ast = _ENV.compile(expression)
     except CELParseError as exc:
         detail = " ".join(str(exc).split())
         raise InputError(f"{where}: CEL syntax error in {expression!r}: {detail}") from None
+    except RecursionError:
+        raise InputError(f"{where}: CEL rule {expression!r} is nested too deeply") from None
+    depth = _depth(ast)
+    if depth > MAX_CEL_DEPTH:
+        raise InputError(
+            f"{where}: CEL rule {_short(expression)} is nested too deeply (syntax tree"
+            f" {depth} levels deep, at most {MAX_CEL_DEPTH}: fewer parentheses or terms)"
+        )
+    cost = estimate_cost(ast)
+    if cost > MAX_CEL_COST:
+        raise InputError(
+            f"{where}: CEL rule {_short(expression)} is too costly (estimated {cost}"
+            f" evaluation steps, at most {MAX_CEL_COST}: nested comprehensions multiply)"
+        )
+    return CelProgram(ast=ast, cost=cost)
+
+
+def _short(expression: str) -> str:
+    """The rule for a message: a long one shortened, never spanning lines."""
+    text = " ".join(expression.split())
+    return repr(text if len(text) <= 120 else text[:117] + "...")
 
 
 def activation(statement: dict[str, Any]) -> dict[str, Any]:
@@ -52,16 +192,26 @@ class AttributeRule:
     """One `expectedAttributes` entry: a compiled CEL expression that must be true."""
 
     spec: AttributeRuleSpec
-    program: Any
+    program: CelProgram
+    #: where the rule is written (`layout.yaml: step train`), for budget errors
+    origin: str = ""
 
     @classmethod
     def compile(cls, spec: AttributeRuleSpec, *, where: str) -> AttributeRule:
-        return cls(spec=spec, program=compile_cel(spec.rule, where=where))
+        return cls(spec=spec, program=compile_cel(spec.rule, where=where), origin=where)
 
     def evaluate(self, statement: dict[str, Any], *, where: str) -> RuleResult:
+        """The rule over one claim; InputError (exit 2) when it runs past its time limit."""
         rule = self.spec.rule
         try:
-            value = self.program.evaluate(activation(statement))
+            value = self.program.evaluate(activation(statement), time_limit=CEL_TIME_LIMIT)
+        except _OverTime:
+            raise InputError(
+                f"{self.origin or 'layout'}: CEL rule {_short(rule)} ran past its time limit"
+                f" of {CEL_TIME_LIMIT:g} s on {where}"
+            ) from None
+        except RecursionError:
+            return self._failed("cannot evaluate: the claim is nested too deeply", where)
         except CELEvalError as exc:
             if _missing_claim(exc):
                 if self.spec.allowIfNoClaim:
