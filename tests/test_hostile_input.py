@@ -307,3 +307,62 @@ def test_cel_time_limit_names_layout_and_rule(work: Path, monkeypatch: pytest.Mo
     one_line_error(result)
     assert f"{layout}: step train: CEL rule 'subject.all(" in result.err
     assert "ran past its time limit of 0.5 s on att/train.intoto.json" in result.err
+
+
+# --- junk signatures -----------------------------------------------------------------------
+
+
+def _junk(envelope: dict[str, object], count: int) -> dict[str, object]:
+    junk = {"keyid": "junk", "sig": _b64(b"\x30" + os.urandom(70))}
+    signatures = list(envelope["signatures"])  # type: ignore[call-overload]
+    return {**envelope, "signatures": signatures + [junk] * count}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["verify", "junk.intoto.json", "--key", "k.pub"],
+        ["store", "add", "junk.intoto.json", "--key", "k.pub"],
+        ["model", "verify", "model", "--signature", "junk.sig", "--key", "k.pub"],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_100000_junk_signatures_are_refused_before_any_crypto(
+    work: Path, command: list[str]
+) -> None:
+    from mlprov.signing.dsse import MAX_SIGNATURES
+
+    envelope = json.loads((work / "st.intoto.json").read_bytes())
+    (work / "junk.intoto.json").write_text(json.dumps(_junk(envelope, 100_000)))
+    bundle = json.loads((work / "model.sig").read_bytes())
+    bundle["dsseEnvelope"] = _junk(bundle["dsseEnvelope"], 100_000)
+    (work / "junk.sig").write_text(json.dumps(bundle))
+    assert (work / "junk.intoto.json").stat().st_size > 10_000_000
+    started = time.monotonic()
+    result = run_cli(*command)
+    assert time.monotonic() - started < 3
+    one_line_error(result)
+    assert f"100001 signatures, more than the {MAX_SIGNATURES} mlprov accepts" in result.err
+
+
+def test_signatures_up_to_the_cap_still_verify(work: Path) -> None:
+    from mlprov.signing.dsse import MAX_SIGNATURES
+
+    envelope = json.loads((work / "st.intoto.json").read_bytes())
+    (work / "some.intoto.json").write_text(json.dumps(_junk(envelope, MAX_SIGNATURES - 1)))
+    assert run_cli("verify", "some.intoto.json", "--key", "k.pub").code == 0
+    (work / "more.intoto.json").write_text(json.dumps(_junk(envelope, MAX_SIGNATURES)))
+    one_line_error(run_cli("verify", "more.intoto.json", "--key", "k.pub"))
+
+
+def test_bundle_with_too_many_certificates_is_refused(work: Path) -> None:
+    from mlprov.signing.dsse import MAX_SIGNATURES
+
+    bundle = json.loads((work / "model.sig").read_bytes())
+    bundle["verificationMaterial"] = {
+        "x509CertificateChain": {"certificates": [{"rawBytes": "AAAA"}] * (MAX_SIGNATURES + 1)}
+    }
+    (work / "certs.sig").write_text(json.dumps(bundle))
+    result = run_cli("model", "verify", "model", "--signature", "certs.sig", "--key", "k.pub")
+    one_line_error(result)
+    assert f"{MAX_SIGNATURES + 1} certificates" in result.err

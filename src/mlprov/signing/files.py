@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from mlprov.errors import InputError
 from mlprov.fsio import parse_json, read_input
-from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, Envelope
+from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, MAX_SIGNATURES, Envelope
 
 BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"
 
@@ -38,6 +38,7 @@ def parse_attestation(data: bytes, *, source: str) -> SignedAttestation:
     if isinstance(media, str) and media.startswith(BUNDLE_MEDIA_PREFIX):
         if "dsseEnvelope" not in raw:
             raise InputError(f"{source}: Sigstore bundle holds no DSSE envelope")
+        _check_bundle_counts(raw, source)
         envelope = Envelope.from_dict(raw["dsseEnvelope"], source=source)
         return SignedAttestation(source, data, envelope, "bundle", raw)
     if "payloadType" in raw:
@@ -45,6 +46,28 @@ def parse_attestation(data: bytes, *, source: str) -> SignedAttestation:
     if raw.get("_type", "").startswith("https://in-toto.io/Statement"):
         raise InputError(f"{source}: an unsigned Statement, not a signed attestation")
     raise InputError(f"{source}: neither a DSSE envelope nor a Sigstore bundle")
+
+
+def _check_bundle_counts(bundle: dict[str, Any], source: str) -> None:
+    """At most MAX_SIGNATURES certificates, log entries and timestamps in a bundle."""
+    material = bundle.get("verificationMaterial")
+    if not isinstance(material, dict):
+        return
+    chain = material.get("x509CertificateChain")
+    timestamps = material.get("timestampVerificationData")
+    for what, items in (
+        ("certificates", chain.get("certificates") if isinstance(chain, dict) else None),
+        ("transparency log entries", material.get("tlogEntries")),
+        (
+            "timestamps",
+            timestamps.get("rfc3161Timestamps") if isinstance(timestamps, dict) else None,
+        ),
+    ):
+        if isinstance(items, list) and len(items) > MAX_SIGNATURES:
+            raise InputError(
+                f"{source}: Sigstore bundle has {len(items)} {what}, more than the"
+                f" {MAX_SIGNATURES} mlprov accepts"
+            )
 
 
 def read_attestations(path: Path) -> list[SignedAttestation]:
