@@ -366,3 +366,26 @@ def test_bundle_with_too_many_certificates_is_refused(work: Path) -> None:
     result = run_cli("model", "verify", "model", "--signature", "certs.sig", "--key", "k.pub")
     one_line_error(result)
     assert f"{MAX_SIGNATURES + 1} certificates" in result.err
+
+
+# --- one bad line of a .intoto.jsonl -----------------------------------------------------------
+
+
+def test_bad_jsonl_lines_are_reported_and_the_good_ones_read(work: Path) -> None:
+    _signed_claim(work)
+    good = json.dumps(json.loads((work / "att" / "train.intoto.json").read_bytes())).encode()
+    (work / "att" / "train.intoto.json").unlink()
+    lines = [b"not json", good, b'{"payloadType": 1}', b"", b"[1]"]
+    (work / "att" / "train.intoto.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    layout = _cel_layout(work, "predicate.epochs == 3")
+    result = run_cli("policy", "check", layout, "--attestations", "att")
+    assert result.code == 0, result
+    skipped = [line for line in result.out.splitlines() if line.startswith("skipped")]
+    assert [s.split()[1] for s in skipped] == [
+        "att/train.intoto.jsonl:1:",
+        "att/train.intoto.jsonl:3:",
+        "att/train.intoto.jsonl:5:",
+    ]
+    assert "not valid JSON" in skipped[0]
+    # verify stays strict: a bad line is an error there
+    one_line_error(run_cli("verify", "att/train.intoto.jsonl", "--key", "k.pub"))

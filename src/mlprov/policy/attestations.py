@@ -190,11 +190,13 @@ def collect_claims(paths: list[Path], *, exclude: set[Path] | None = None) -> Cl
         for path in _files(Path(root)):
             if path.resolve() in excluded:
                 continue
+            bad_lines: list[tuple[str, str]] = []  # one bad line of a .jsonl skips only itself
             try:
-                attestations = read_attestations(path)
+                attestations = read_attestations(path, bad_lines=bad_lines)
             except InputError as exc:
                 found.skipped.append(Skipped(str(path), str(exc)))
                 continue
+            found.skipped.extend(Skipped(source, reason) for source, reason in bad_lines)
             for attestation in attestations:
                 try:
                     found.claims.append(claim_from(attestation, file_name=path.name))

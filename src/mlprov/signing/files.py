@@ -70,21 +70,35 @@ def _check_bundle_counts(bundle: dict[str, Any], source: str) -> None:
             )
 
 
-def read_attestations(path: Path) -> list[SignedAttestation]:
-    """Every attestation in a file: one JSON document, or one per line (`.intoto.jsonl`)."""
+def read_attestations(
+    path: Path, *, bad_lines: list[tuple[str, str]] | None = None
+) -> list[SignedAttestation]:
+    """Every attestation in a file: one JSON document, or one per line (`.intoto.jsonl`).
+
+    A line that is not an attestation raises InputError, unless `bad_lines` is given:
+    then it is appended there as (`path:LINE`, reason) and the other lines are read.
+    """
     path = Path(path)
     data = read_input(path, limit=MAX_ENVELOPE_BYTES, what="attestation file")
     stripped = data.strip()
     if not stripped:
         raise InputError(f"{path}: empty file")
     lines = [line for line in data.splitlines() if line.strip()]
-    if path.name.endswith(".jsonl") or (len(lines) > 1 and _every_line_is_json(lines)):
-        return [
-            parse_attestation(line.strip(), source=f"{path}:{number}")
-            for number, line in enumerate(data.splitlines(), start=1)
-            if line.strip()
-        ]
-    return [parse_attestation(stripped, source=str(path))]
+    if not (path.name.endswith(".jsonl") or (len(lines) > 1 and _every_line_is_json(lines))):
+        return [parse_attestation(stripped, source=str(path))]
+    found = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        source = f"{path}:{number}"
+        try:
+            found.append(parse_attestation(line.strip(), source=source))
+        except InputError as exc:
+            if bad_lines is None:
+                raise
+            reason = str(exc)
+            bad_lines.append((source, reason.removeprefix(f"{source}: ")))
+    return found
 
 
 def _every_line_is_json(lines: list[bytes]) -> bool:
