@@ -389,3 +389,111 @@ def test_bad_jsonl_lines_are_reported_and_the_good_ones_read(work: Path) -> None
     assert "not valid JSON" in skipped[0]
     # verify stays strict: a bad line is an error there
     one_line_error(run_cli("verify", "att/train.intoto.jsonl", "--key", "k.pub"))
+
+
+# --- names printed raw -------------------------------------------------------------------------
+
+FORGED = "evil\nsha256:" + "0" * 64 + "  fake"
+ANSI = "\x1b[31mred\x1b[0m"
+
+
+def _no_raw_controls(text: str) -> None:
+    assert "\x1b" not in text
+    assert not any(ord(c) < 0x20 and c != "\n" for c in text)
+
+
+def test_display_name_quotes_like_git() -> None:
+    from mlprov.cli._common import display_name, one_line
+
+    assert display_name("plain name.bin") == "plain name.bin"
+    assert display_name("données/é.bin") == "données/é.bin"
+    assert display_name(FORGED) == '"evil\\nsha256:' + "0" * 64 + '  fake"'
+    assert display_name(ANSI) == '"\\x1b[31mred\\x1b[0m"'
+    assert display_name('a"b\\c') == '"a\\"b\\\\c"'
+    assert display_name("rtl\u202eexe.txt") == '"rtl\\u202eexe.txt"'
+    assert display_name("bad\udcffbyte") == '"bad\\xffbyte"'
+    assert one_line("x: a\nb") == "x: a\\nb"
+
+
+def test_digest_files_cannot_forge_a_line(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / FORGED).write_bytes(b"x")
+    (tree / ANSI).write_bytes(b"y")
+    result = run_cli("digest", tree, "--files")
+    assert result.code == 0, result
+    lines = result.out.splitlines()
+    assert len(lines) == 3
+    assert not any(line.startswith("sha256:" + "0" * 64) for line in lines)
+    assert any(line.endswith('"evil\\nsha256:' + "0" * 64 + '  fake"') for line in lines)
+    _no_raw_controls(result.out)
+    listed = json.loads(run_cli("digest", tree, "--json").out)[0]["files"]
+    assert {entry["path"] for entry in listed} == {FORGED, ANSI}  # JSON unchanged
+
+
+def test_digest_check_and_model_verify_quote_names(work: Path) -> None:
+    assert run_cli("digest", "model", "--manifest-out", "m.json").code == 0
+    (work / "model" / FORGED).write_bytes(b"x")
+    (work / "model" / ANSI).write_bytes(b"y")
+    for result in (
+        run_cli("digest", "--check", "m.json", "model"),
+        run_cli("model", "verify", "model", "--key", "k.pub"),
+    ):
+        assert result.code == 1, result
+        _no_raw_controls(result.out + result.err)
+        added = [line for line in (result.out + result.err).splitlines() if "added" in line]
+        assert any('"evil\\nsha256:' in line for line in added), result
+
+
+def _statement_named(name: str) -> dict[str, object]:
+    statement = json.loads(json.dumps(STATEMENT))
+    statement["subject"][0]["name"] = name
+    statement["predicate"]["buildDefinition"]["internalParameters"] = {"step": ANSI}
+    return statement
+
+
+def test_store_lineage_and_verify_quote_names(work: Path) -> None:
+    (work / "evil.json").write_text(json.dumps(_statement_named(FORGED + ANSI)))
+    assert run_cli("sign", "evil.json", "--key", "k.key", "--out", "evil.intoto.json").code == 0
+    outputs = [
+        run_cli("verify", "evil.intoto.json", "--key", "k.pub", "--subject-path", "model.bin"),
+        run_cli("store", "add", "evil.intoto.json", "--key", "k.pub"),
+        run_cli("store", "ls"),
+        run_cli("lineage", "model.bin", "--up"),
+    ]
+    digest = json.loads(run_cli("store", "ls", "--json").out)[0]["digest"]
+    outputs.append(run_cli("store", "show", digest))
+    for result in outputs:
+        assert "Traceback" not in result.err, result
+        _no_raw_controls(result.out + result.err)
+        assert not any(line.startswith("sha256:" + "0" * 64) for line in result.out.splitlines())
+    assert '"evil\\nsha256:' in outputs[2].out  # store ls quotes the subject name
+
+
+def test_policy_report_and_errors_stay_one_line(work: Path) -> None:
+    (work / "att").mkdir()
+    (work / "att" / (FORGED + ".json")).write_text("{}")
+    result = run_cli("policy", "check", "layout.yaml", "--attestations", "att")
+    _no_raw_controls(result.out + result.err)
+    assert any(
+        line.startswith("skipped") and "evil\\nsha256" in line for line in result.out.splitlines()
+    )
+    one_line_error(run_cli("verify", work / (FORGED + ANSI), "--key", "k.pub"))
+
+
+# --- option values -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "1.5", "-0.1", "inf"])
+def test_policy_init_min_accuracy_is_checked(work: Path, value: str) -> None:
+    result = run_cli("policy", "init", "--out", "l.yaml", "--key", "k.pub", "--min-accuracy", value)
+    one_line_error(result)
+    assert "--min-accuracy" in result.err
+    assert not (work / "l.yaml").exists()
+    assert (
+        run_cli(
+            "policy", "init", "--out", "l.yaml", "--key", "k.pub", "--min-accuracy", "0.75"
+        ).code
+        == 0
+    )
+    assert "min_score: 0.75" in (work / "l.yaml").read_text()

@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 import click
 
 from mlprov.api import TrainingRun, evaluation_statement, write_statement
-from mlprov.cli._common import echo_json, force_option, json_option, sign_options, signers_from
+from mlprov.cli._common import (
+    display_name,
+    echo_json,
+    force_option,
+    json_option,
+    sign_options,
+    signers_from,
+)
 from mlprov.collect.config import parse_overrides
 from mlprov.errors import InputError
 from mlprov.statement import Statement
@@ -205,7 +212,7 @@ def _report(statement: Statement, out: Path, as_json: bool) -> None:
     click.echo(f"wrote {out} ({statement.predicateType})")
     for subject in statement.subject:
         for algorithm, value in sorted((subject.digest or {}).items()):
-            click.echo(f"  subject {subject.name}  {algorithm}:{value}")
+            click.echo(f"  subject {display_name(subject.name or '')}  {algorithm}:{value}")
 
 
 dataset_options = [

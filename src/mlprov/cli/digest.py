@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from mlprov.cli._common import byte_progress, echo_json, force_option, json_option
+from mlprov.cli._common import (
+    byte_progress,
+    display_name,
+    echo_json,
+    force_option,
+    json_option,
+)
 from mlprov.digest import ALGORITHMS, DigestCache, TreeManifest, compare_manifests, digest_tree
 from mlprov.errors import InputError
 from mlprov.fsio import read_input, write_bytes_atomic
@@ -130,10 +136,10 @@ def digest(
         echo_json([m.model_dump(mode="json") for m in manifests])
         return
     for path, manifest in zip(paths, manifests, strict=True):
-        click.echo(f"sha256:{manifest.digest}  {path}")
+        click.echo(f"sha256:{manifest.digest}  {display_name(path)}")
         if show_files:
             for entry in manifest.files:
-                click.echo(f"  {manifest.algorithm}:{entry.digest}  {entry.path}")
+                click.echo(f"  {manifest.algorithm}:{entry.digest}  {display_name(entry.path)}")
 
 
 def _report_check(
@@ -149,7 +155,7 @@ def _report_check(
             ("added", diff.added),
         ):
             for name in names:
-                click.echo(f"{label}: {name}")
+                click.echo(f"{label}: {display_name(name)}")
         if diff.ok:
             click.echo(f"OK: {actual.file_count} files match the manifest (sha256:{actual.digest})")
         else:

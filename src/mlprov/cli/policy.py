@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from mlprov.cli._common import echo_json, force_option, json_option
+from mlprov.cli._common import FiniteFloatRange, echo_json, force_option, json_option, one_line
 from mlprov.errors import InputError
 from mlprov.fsio import read_input, write_bytes_atomic
 from mlprov.policy import (
@@ -171,12 +171,12 @@ def _check_classic(
 def _print_report(result: PolicyResult) -> None:
     for report in (result.layout, *result.steps):
         head = "layout" if report.name == "layout" else f"step {report.name}"
-        click.echo(f"{head}  {'PASS' if report.passed else 'FAIL'}")
+        click.echo(one_line(f"{head}  {'PASS' if report.passed else 'FAIL'}"))
         for r in report.results:
             where = f"  [{r.where}]" if r.where else ""
-            click.echo(f"  {r.status:<4}  {r.rule}: {r.reason}{where}")
+            click.echo(one_line(f"  {r.status:<4}  {r.rule}: {r.reason}{where}"))
     for source, reason in result.skipped:
-        click.echo(f"skipped  {reason if source in reason else f'{source}: {reason}'}")
+        click.echo(one_line(f"skipped  {reason if source in reason else f'{source}: {reason}'}"))
     total = sum(len(r.results) for r in (result.layout, *result.steps))
     warnings = sum(1 for s in (result.layout, *result.steps) for r in s.results if r.warning)
     failures = result.failures
@@ -189,8 +189,10 @@ def _print_report(result: PolicyResult) -> None:
         step, first = failures[0]
         where = f" ({first.where})" if first.where else ""
         click.echo(
-            f"FAILED: {len(failures)} of {total} checks failed; first: {step}: {first.rule}:"
-            f" {first.reason}{where}",
+            one_line(
+                f"FAILED: {len(failures)} of {total} checks failed; first: {step}: {first.rule}:"
+                f" {first.reason}{where}"
+            ),
             err=True,
         )
 
@@ -395,12 +397,23 @@ def lint(
     metavar="[STEP=]PUB",
     help="Public key of a step's signer (dataset, train, eval); without STEP, of every step.",
 )
-@click.option("--min-accuracy", default="0.5", show_default=True, help="Default threshold.")
+@click.option(
+    "--min-accuracy",
+    type=FiniteFloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="Default threshold, from 0 to 1.",
+)
 @click.option("--days", type=click.IntRange(min=1), default=365, show_default=True)
 @force_option
 @json_option
 def init(
-    out_path: Path, keys: tuple[str, ...], min_accuracy: str, days: int, force: bool, as_json: bool
+    out_path: Path,
+    keys: tuple[str, ...],
+    min_accuracy: float,
+    days: int,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """Write a commented starter layout for the dataset → train → eval → release pipeline."""
     from mlprov.policy.starter import STEPS, starter_layout
@@ -419,7 +432,7 @@ def init(
     text = starter_layout(
         keys=chosen,
         expires=datetime.now(UTC) + timedelta(days=days),
-        min_accuracy=float(min_accuracy),
+        min_accuracy=min_accuracy,
         base_dir=out_path.parent,
         name=out_path.name,
     )

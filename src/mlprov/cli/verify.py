@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 from securesystemslib.signer import Key
 
-from mlprov.cli._common import echo_json, json_option
+from mlprov.cli._common import display_name, echo_json, json_option, one_line
 from mlprov.errors import InputError, VerificationError
 from mlprov.signing.files import read_attestations
 from mlprov.signing.keys import load_public_key
@@ -160,14 +160,15 @@ def verify(
         )
         if not as_json:
             for check in checks:
-                click.echo(check.line(), err=not check.passed)
+                click.echo(one_line(check.line()), err=not check.passed)
     if as_json:
         echo_json({"ok": all_ok, "file": str(file), "attestations": reports})
     elif all_ok:
-        click.echo(f"OK: {len(reports)} attestation(s) in {file} verified")
+        click.echo(f"OK: {len(reports)} attestation(s) in {display_name(file)} verified")
     else:
         failed = sum(1 for r in reports if not r["ok"])
-        click.echo(f"FAILED: {failed} of {len(reports)} attestation(s) in {file}", err=True)
+        total = len(reports)
+        click.echo(f"FAILED: {failed} of {total} attestation(s) in {display_name(file)}", err=True)
     if not all_ok:
         ctx.exit(1)
 
