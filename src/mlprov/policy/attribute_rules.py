@@ -15,6 +15,7 @@ evaluation may run at most `CEL_TIME_LIMIT` seconds. `policy lint` compiles exac
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,19 @@ UNKNOWN_SIZE = 10
 CEL_TIME_LIMIT = 5.0
 #: Macros that evaluate their expression once per element of their target.
 _COMPREHENSIONS = {"all", "exists", "exists_one", "map", "filter", "reduce"}
+#: Arguments each macro takes, and how many of them are variables (as cel-python reads them).
+_MACRO_ARITY = {
+    "all": (2, 1),
+    "exists": (2, 1),
+    "exists_one": (2, 1),
+    "map": (2, 1),
+    "filter": (2, 1),
+    "reduce": (4, 2),
+    "min": (0, 0),
+}
+# cel-python logs (then re-raises) unexpected errors itself; mlprov reports them as one line.
+logging.getLogger("celpy").addHandler(logging.NullHandler())
+logging.getLogger("celpy").propagate = False
 
 
 class _OverTime(BaseException):
@@ -51,6 +65,26 @@ class _OverTime(BaseException):
     """
 
 
+def _bound_error(error: CELEvalError) -> None:
+    """Cut an error's details to a fixed size.
+
+    cel-python builds the message of `error || error` from the repr of both operands, and
+    each repr escapes the one inside it again: a chain of failing `||`/`&&` terms would
+    double its message per term (a claim missing the fields of 30 terms: gigabytes).
+    """
+    args = error.args
+    if len(args) <= 2 and not (args and isinstance(args[0], str) and len(args[0]) > 300):
+        return
+    head = args[0][:300] if isinstance(args[0], str) else args[0]
+    detail = (
+        tuple(a[:100] if isinstance(a, str) else type(a).__name__ for a in args[2][:3])
+        if len(args) > 2 and isinstance(args[2], tuple)
+        else ()
+    )
+    error.args = (head, *args[1:2], detail)
+    error.__cause__ = None
+
+
 class _BudgetedEvaluator(Evaluator):
     """cel-python's tree interpreter, checking a deadline at every node it visits."""
 
@@ -59,7 +93,38 @@ class _BudgetedEvaluator(Evaluator):
     def _visit_tree(self, tree: lark.Tree) -> Any:  # type: ignore[type-arg]
         if time.monotonic() > self.deadline:
             raise _OverTime
-        return super()._visit_tree(tree)
+        result = super()._visit_tree(tree)
+        if isinstance(result, CELEvalError):
+            _bound_error(result)
+        return result
+
+    def conditionalor(self, tree: lark.Tree) -> Any:  # type: ignore[type-arg]
+        return self._logical(tree, "_||_")
+
+    def conditionaland(self, tree: lark.Tree) -> Any:  # type: ignore[type-arg]
+        return self._logical(tree, "_&&_")
+
+    def _logical(self, tree: lark.Tree, operator: str) -> Any:  # type: ignore[type-arg]
+        """`||` and `&&` as cel-python has them, but `error op error` is the left error.
+
+        cel-python describes that case with the repr of both operands, each holding a
+        dump of its syntax tree: quadratic in the length of a chain of failing terms.
+        """
+        if len(tree.children) != 2:
+            return (
+                super().conditionalor(tree) if operator == "_||_" else super().conditionaland(tree)
+            )
+        left, right = self.visit_children(tree)
+        if isinstance(left, CELEvalError) and isinstance(right, CELEvalError):
+            return left
+        try:
+            return self.activation.resolve_function(operator)(left, right)
+        except TypeError as exc:
+            message = (
+                f"found no matching overload for {operator} applied to"
+                f" '({type(left)}, {type(right)})'"
+            )
+            return CELEvalError(message, exc.__class__, exc.args, tree=tree)
 
     def sub_evaluator(self, ast: lark.Tree) -> Evaluator:  # type: ignore[type-arg]
         nested = _BudgetedEvaluator(ast, activation=self.activation)
@@ -153,6 +218,7 @@ def compile_cel(expression: str, *, where: str) -> CelProgram:
         raise InputError(f"{where}: CEL syntax error in {expression!r}: {detail}") from None
     except RecursionError:
         raise InputError(f"{where}: CEL rule {expression!r} is nested too deeply") from None
+    _check_macros(ast, expression, where)
     depth = _depth(ast)
     if depth > MAX_CEL_DEPTH:
         raise InputError(
@@ -166,6 +232,27 @@ def compile_cel(expression: str, *, where: str) -> CelProgram:
             f" evaluation steps, at most {MAX_CEL_COST}: nested comprehensions multiply)"
         )
     return CelProgram(ast=ast, cost=cost)
+
+
+def _check_macros(ast: lark.Tree, expression: str, where: str) -> None:  # type: ignore[type-arg]
+    """Each macro call has the arguments it needs (cel-python fails at run time otherwise)."""
+    for node in ast.iter_subtrees():
+        if node.data != "member_dot_arg" or len(node.children) < 2:
+            continue
+        name = node.children[1]
+        if not isinstance(name, lark.Token) or name.value not in _MACRO_ARITY:
+            continue
+        count, variables = _MACRO_ARITY[name.value]
+        arguments = _children(node)[1:]
+        given = _children(arguments[0]) if arguments else []
+        simple = all(len(list(v.find_data("ident"))) == 1 for v in given[:variables])
+        if len(given) != count or not simple:
+            shape = {0: "no arguments", 2: "a variable and an expression"}.get(
+                count, "two variables and two expressions"
+            )
+            raise InputError(
+                f"{where}: CEL rule {_short(expression)}: {name.value}() takes {shape}"
+            )
 
 
 def _short(expression: str) -> str:
@@ -212,6 +299,9 @@ class AttributeRule:
             ) from None
         except RecursionError:
             return self._failed("cannot evaluate: the claim is nested too deeply", where)
+        except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError) as exc:
+            # cel-python raises these for some expressions and values it cannot handle.
+            return self._failed(f"cannot evaluate ({type(exc).__name__}: {exc})", where)
         except CELEvalError as exc:
             if _missing_claim(exc):
                 if self.spec.allowIfNoClaim:
