@@ -11,14 +11,13 @@ import base64
 import hashlib
 import json
 import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import CliResult, run_cli
+from conftest import CliResult, run_cli, time_limit
 
 STATEMENT = {
     "_type": "https://in-toto.io/Statement/v1",
@@ -31,17 +30,8 @@ STATEMENT = {
 @pytest.fixture(autouse=True)
 def _no_hang() -> Iterator[None]:
     """A read that blocks (a FIFO with no writer) fails the test instead of hanging it."""
-
-    def _timeout(signum: int, frame: object) -> None:
-        raise TimeoutError("the command blocked")
-
-    old = signal.signal(signal.SIGALRM, _timeout)
-    signal.alarm(20)
-    try:
+    with time_limit(20):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def one_line_error(result: CliResult, code: int = 2) -> None:
