@@ -66,11 +66,11 @@ class _OverTime(BaseException):
 
 
 def _bound_error(error: CELEvalError) -> None:
-    """Cut an error's details to a fixed size.
+    """Cut an error's details to a fixed size, as soon as it is produced.
 
-    cel-python builds the message of `error || error` from the repr of both operands, and
-    each repr escapes the one inside it again: a chain of failing `||`/`&&` terms would
-    double its message per term (a claim missing the fields of 30 terms: gigabytes).
+    cel-python builds some messages from the repr of their operands, errors included, and
+    each repr escapes the one inside it again: nested failures double their text per level
+    (30 failing `||` terms, as a claim missing their fields gives, would need gigabytes).
     """
     args = error.args
     if len(args) <= 2 and not (args and isinstance(args[0], str) and len(args[0]) > 300):
