@@ -66,6 +66,7 @@ NON_REGULAR_CASES = [
     ["policy", "lint", "{h}"],
     ["policy", "lint", "layout.yaml", "--param-file", "{h}"],
     ["policy", "check", "{h}", "--attestations", "."],
+    ["policy", "check", "layout.yaml", "--attestations", "{h}"],
     ["policy", "check", "layout.yaml", "--attestations", ".", "--param-file", "{h}"],
     ["policy", "sign", "{h}", "--key", "k.key", "--out", "signed.json"],
     ["policy", "sign", "layout.yaml", "--key", "{h}", "--out", "signed.json"],

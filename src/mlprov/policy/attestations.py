@@ -173,8 +173,10 @@ def _files(path: Path) -> list[Path]:
         return sorted(
             p for p in path.iterdir() if p.is_file() and p.name.endswith((".json", ".jsonl"))
         )
-    if path.exists():
+    if path.is_file():
         return [path]
+    if path.exists():  # a FIFO or device named on the command line: bad input, not a skip
+        raise InputError(f"{path}: not a regular file or directory")
     raise InputError(f"{path}: no such file or directory")
 
 
