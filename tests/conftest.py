@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,22 @@ def shared_testdata(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"peer test data {path} is absent (expected beside the checkout)")
     return path
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    """Fail with TimeoutError after `seconds`: a read that blocks fails its test, not the suite."""
+
+    def _timeout(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s (blocked or hung)")
+
+    old = signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture(autouse=True)

@@ -391,7 +391,7 @@ def test_cli_manifest_out_never_overwrites_without_force(tmp_path: Path) -> None
     [
         (["/no/such/path"], "/no/such/path: no such file or directory"),
         ([], "give at least one PATH"),
-        (["--check", "/no/such/manifest.json"], "cannot read manifest"),
+        (["--check", "/no/such/manifest.json"], "manifest /no/such/manifest.json: no such file"),
         (["--algorithm", "md5", "."], "Invalid value"),
     ],
 )

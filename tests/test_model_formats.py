@@ -508,8 +508,8 @@ def test_starter_layout_refuses_pickle_files(tmp_path: Path) -> None:
     model = model_tree(tmp_path / "model")
     facts = scan_model(model, digest_tree(model)).to_annotation()
     refused = {"subject": [{"name": "model", "annotations": {"modelFacts": facts}}]}
-    assert not program.evaluate(activation(refused))
+    assert not program.evaluate(activation(refused), time_limit=5.0)
     (model / "pytorch_model.bin").unlink()
     facts = scan_model(model, digest_tree(model)).to_annotation()
     allowed = {"subject": [{"name": "model", "annotations": {"modelFacts": facts}}]}
-    assert program.evaluate(activation(allowed))
+    assert program.evaluate(activation(allowed), time_limit=5.0)

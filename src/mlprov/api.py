@@ -34,7 +34,7 @@ from mlprov.collect.hf import is_hub_uri
 from mlprov.digest import DigestCache, TreeManifest
 from mlprov.digest.manifest import MANIFEST_MEDIA_TYPE
 from mlprov.errors import InputError
-from mlprov.fsio import check_writable, write_bytes_atomic
+from mlprov.fsio import check_writable, read_input, write_bytes_atomic
 from mlprov.predicates import SLSA_PROVENANCE_V1, TEST_RESULT_V01
 from mlprov.predicates.slsa_provenance import (
     BUILD_TYPES,
@@ -49,6 +49,9 @@ from mlprov.predicates.slsa_provenance import (
 from mlprov.predicates.test_result import TestResult, Threshold
 from mlprov.signing.dsse import sign_envelope
 from mlprov.statement import DIGEST_OF, FILE, ResourceDescriptor, Statement
+
+#: Largest metrics file read.
+MAX_METRICS_BYTES = 16 << 20
 
 __all__ = ["TrainingRun", "evaluation_statement", "write_statement"]
 
@@ -336,8 +339,8 @@ class TrainingRun:
             name, parsed = "metrics.json", json_ready(dict(values))
         else:
             path = Path(values)
-            parsed, data = read_metrics(path), path.read_bytes()
-            name = path.name
+            data = read_input(path, limit=MAX_METRICS_BYTES, what="metrics file")
+            parsed, name = parse_metrics(data, source=str(path)), path.name
         self._byproducts = [b for b in self._byproducts if b.name != name]
         self._byproducts.append(
             ResourceDescriptor(
@@ -526,14 +529,18 @@ def _subject_notes(
 
 def read_metrics(path: Path) -> dict[str, Any]:
     """A metrics JSON file: an object of names to values; InputError otherwise."""
+    data = read_input(path, limit=MAX_METRICS_BYTES, what="metrics file")
+    return parse_metrics(data, source=str(path))
+
+
+def parse_metrics(data: bytes, *, source: str) -> dict[str, Any]:
+    """Metrics JSON bytes: an object of names to values; InputError otherwise."""
     try:
-        raw = json.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a JSON metrics file ({exc})") from None
+        raw = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{source}: not a JSON metrics file ({exc})") from None
     if not isinstance(raw, dict):
-        raise InputError(f"{path}: metrics must be a JSON object of name: value")
+        raise InputError(f"{source}: metrics must be a JSON object of name: value")
     values: dict[str, Any] = json_ready(raw)
     return values
 

@@ -1,10 +1,15 @@
-"""Writing outputs safely: to a temp file beside the target, then renamed into place."""
+"""Reading inputs and writing outputs safely.
+
+Inputs: regular files only, never more than a limit (`read_input`). Outputs: to a temp
+file beside the target, then renamed into place.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,31 +56,78 @@ def write_bytes_atomic(path: Path, data: bytes, *, force: bool = False, mode: in
         handle.write(data)
 
 
-def append_line_atomic(path: Path, line: bytes) -> None:
+def append_line_atomic(path: Path, line: bytes, *, limit: int = 128 << 20) -> None:
     """Append one line to a JSON-lines file by rewriting it atomically (old lines kept as bytes)."""
     path = Path(path)
-    old = path.read_bytes() if path.exists() else b""
+    old = read_input(path, limit=limit, what="output file") if path.exists() else b""
     if old and not old.endswith(b"\n"):
         old += b"\n"
     write_bytes_atomic(path, old + line.rstrip(b"\n") + b"\n", force=True)
 
 
-def read_input(path: Path, *, limit: int, what: str) -> bytes:
-    """The bytes of an input file of at most `limit` bytes; one clear InputError otherwise.
+def read_input(path: Path | str, *, limit: int, what: str) -> bytes:
+    """The bytes of a regular input file of at most `limit` bytes; one InputError otherwise.
 
+    The file is opened without blocking (a FIFO cannot hang the reader), refused unless
+    the opened descriptor is a regular file (`/dev/zero`, FIFOs, sockets, devices report
+    size 0 and never end), and read at most `limit + 1` bytes whatever its size claims.
     `what` names the file in messages ("attestation file", "config file", "public key").
     """
     path = Path(path)
     try:
-        if path.stat().st_size > limit:
-            raise InputError(f"{what} {path}: larger than {limit} bytes")
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise InputError(f"{what} {path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{what} {path} is a directory") from None
     except OSError as exc:
         raise InputError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(f"{what} {path} is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{what} {path}: not a regular file ({_file_kind(info.st_mode)})")
+        if info.st_size > limit:
+            raise InputError(f"{what} {path}: larger than {limit} bytes")
+        os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        total = 0
+        while total <= limit:
+            chunk = os.read(fd, min(limit + 1 - total, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:  # it grew after fstat
+            raise InputError(f"{what} {path}: larger than {limit} bytes")
+        return b"".join(chunks)
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a directory") from None
+    except OSError as exc:
+        raise InputError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def read_input_text(path: Path | str, *, limit: int, what: str) -> str:
+    """`read_input` decoded as UTF-8; text that is not UTF-8 is one InputError."""
+    try:
+        return read_input(path, limit=limit, what=what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{what} {path}: not UTF-8 text") from None
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def parse_json(data: bytes | str, *, source: str) -> Any:

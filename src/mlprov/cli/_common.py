@@ -12,6 +12,10 @@ from typing import Any
 
 import click
 
+# Re-exported for every human-output printer of the CLI.
+from mlprov.display import display_name as display_name
+from mlprov.display import one_line as one_line
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text."
 )
@@ -21,6 +25,18 @@ trust_cache_option = click.option(
     is_flag=True,
     help="Take unchanged files' digests from the digest cache (unsafe if others can write it).",
 )
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A click float range that also refuses `nan` (which compares as inside any range)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number != number:  # NaN
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
 
 
 def echo_json(data: Any) -> None:

@@ -14,6 +14,7 @@ import click
 
 from mlprov.api import TrainingRun, evaluation_statement, write_statement
 from mlprov.cli._common import (
+    display_name,
     echo_json,
     follow_symlinks_option,
     force_option,
@@ -219,7 +220,7 @@ def _report(statement: Statement, out: Path, as_json: bool) -> None:
     click.echo(f"wrote {out} ({statement.predicateType})")
     for subject in statement.subject:
         for algorithm, value in sorted((subject.digest or {}).items()):
-            click.echo(f"  subject {subject.name}  {algorithm}:{value}")
+            click.echo(f"  subject {display_name(subject.name or '')}  {algorithm}:{value}")
 
 
 dataset_options = [

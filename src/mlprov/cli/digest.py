@@ -9,6 +9,7 @@ import click
 
 from mlprov.cli._common import (
     byte_progress,
+    display_name,
     echo_json,
     follow_symlinks_option,
     force_option,
@@ -16,7 +17,7 @@ from mlprov.cli._common import (
 )
 from mlprov.digest import ALGORITHMS, DigestCache, TreeManifest, compare_manifests, digest_tree
 from mlprov.errors import InputError
-from mlprov.fsio import write_bytes_atomic
+from mlprov.fsio import read_input, write_bytes_atomic
 
 EPILOG = """\b
 Examples:
@@ -29,11 +30,12 @@ Examples:
 """
 
 
+#: Largest manifest `--check` reads (a manifest of a million files is about 150 MB).
+MAX_MANIFEST_BYTES = 512 << 20
+
+
 def _read_manifest(path: Path) -> TreeManifest:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read manifest {path}: {exc.strerror}") from None
+    data = read_input(path, limit=MAX_MANIFEST_BYTES, what="manifest")
     return TreeManifest.from_json(data, source=str(path))
 
 
@@ -154,10 +156,10 @@ def digest(
         )
         return
     for path, manifest in zip(paths, manifests, strict=True):
-        click.echo(f"sha256:{manifest.digest}  {shown.get(path, path)}")
+        click.echo(f"sha256:{manifest.digest}  {display_name(shown.get(path, path))}")
         if show_files:
             for entry in manifest.files:
-                click.echo(f"  {manifest.algorithm}:{entry.digest}  {entry.path}")
+                click.echo(f"  {manifest.algorithm}:{entry.digest}  {display_name(entry.path)}")
 
 
 def _described(path: Path, manifest: TreeManifest, snapshot: Any) -> dict[str, Any]:
@@ -191,7 +193,7 @@ def _report_check(
             ("added", diff.added),
         ):
             for name in names:
-                click.echo(f"{label}: {name}")
+                click.echo(f"{label}: {display_name(name)}")
         if diff.ok:
             click.echo(f"OK: {actual.file_count} files match the manifest (sha256:{actual.digest})")
         else:

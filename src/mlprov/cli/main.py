@@ -23,6 +23,7 @@ from mlprov.cli import schema as schema_cmd
 from mlprov.cli import sign as sign_cmd
 from mlprov.cli import store as store_cmd
 from mlprov.cli import verify as verify_cmd
+from mlprov.display import one_line
 from mlprov.errors import MlprovError
 
 
@@ -61,16 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     except click.UsageError as exc:
         # One line, like every other bad input: the message and where to read more.
         command = exc.ctx.command_path if exc.ctx is not None else "mlprov"
-        click.echo(f"mlprov: error: {exc.format_message()} (see {command} --help)", err=True)
+        message = one_line(exc.format_message())
+        click.echo(f"mlprov: error: {message} (see {command} --help)", err=True)
         return 2
     except click.ClickException as exc:
-        click.echo(f"mlprov: error: {exc.format_message()}", err=True)
+        click.echo(f"mlprov: error: {one_line(exc.format_message())}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("mlprov: aborted", err=True)
         return 130
     except MlprovError as exc:
-        click.echo(f"mlprov: error: {exc}", err=True)
+        click.echo(f"mlprov: error: {one_line(str(exc))}", err=True)
         return exc.exit_code
     except RecursionError:
         # A backstop: parsers refuse absurdly nested input themselves, with the file named.

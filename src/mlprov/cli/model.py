@@ -9,10 +9,12 @@ from pathlib import Path
 import click
 
 from mlprov.cli._common import (
+    display_name,
     echo_json,
     follow_symlinks_option,
     force_option,
     json_option,
+    one_line,
     progress_bar,
     trust_cache_option,
 )
@@ -281,24 +283,26 @@ def verify_cmd(
             }
         )
     else:
-        click.echo(f"ok    signature  {signature}: signed by {', '.join(result.signers)}")
+        signed_by = one_line(", ".join(result.signers))
+        click.echo(f"ok    signature  {display_name(signature)}: signed by {signed_by}")
         for label, names in (
             ("changed", result.diff.changed),
             ("missing", result.diff.missing),
             ("added", result.diff.added),
         ):
             for name in names:
-                click.echo(f"FAIL  {label:<10} {name}", err=True)
+                click.echo(f"FAIL  {label:<10} {display_name(name)}", err=True)
         if result.ok:
             click.echo(
-                f"OK: {model_path} matches {signature}"
+                f"OK: {display_name(model_path)} matches {display_name(signature)}"
                 f" ({len(result.predicate.resources)} {serialization.method},"
                 f" {serialization.hash_type}, sha256:{result.actual_digest})"
             )
     if not result.ok:
         d = result.diff
         click.echo(
-            f"FAILED: {model_path} differs from {signature}: {len(d.changed)} changed,"
+            f"FAILED: {display_name(model_path)} differs from {display_name(signature)}:"
+            f" {len(d.changed)} changed,"
             f" {len(d.missing)} missing, {len(d.added)} added",
             err=True,
         )

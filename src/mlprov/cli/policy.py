@@ -9,11 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import yaml
 
-from mlprov.cli._common import echo_json, force_option, json_option, trust_cache_option
+from mlprov.cli._common import (
+    FiniteFloatRange,
+    echo_json,
+    force_option,
+    json_option,
+    one_line,
+    trust_cache_option,
+)
 from mlprov.errors import InputError
-from mlprov.fsio import write_bytes_atomic
+from mlprov.fsio import read_input, write_bytes_atomic
 from mlprov.policy import (
     LAYOUT_PAYLOAD_TYPE,
     PolicyResult,
@@ -24,7 +30,7 @@ from mlprov.policy import (
     parse_layout,
 )
 from mlprov.policy.attestations import ClaimSet
-from mlprov.policy.loader import embed_keys
+from mlprov.policy.loader import MAX_LAYOUT_BYTES, embed_keys
 from mlprov.policy.vsa import default_resource_uri, file_uri, sign_vsa, vsa_statement
 from mlprov.signing.dsse import sign_envelope
 from mlprov.signing.keys import load_public_key, load_signer, with_rsa_scheme
@@ -70,13 +76,17 @@ def policy() -> None:
     """Evaluate attestations against in-toto attestation layouts."""
 
 
+#: Largest --param-file read.
+MAX_PARAM_FILE_BYTES = 1 << 20
+
+
 def _parse_params(pairs: Sequence[str], files: Sequence[Path]) -> dict[str, str]:
     params: dict[str, str] = {}
+    from mlprov.yamlio import load_yaml
+
     for path in files:
-        try:
-            doc = yaml.safe_load(path.read_bytes())
-        except (OSError, yaml.YAMLError, RecursionError) as exc:
-            raise InputError(f"{path}: cannot read parameters ({exc})") from None
+        data = read_input(path, limit=MAX_PARAM_FILE_BYTES, what="parameter file")
+        doc = load_yaml(data, source=str(path))
         if not isinstance(doc, dict):
             raise InputError(f"{path}: parameters must be a mapping of name: value")
         params.update({str(k): str(v) for k, v in doc.items()})
@@ -175,8 +185,7 @@ def _owner_keys(paths: Sequence[Path]) -> list[Key]:
 
 
 def _is_classic(layout_path: Path) -> bool:
-    from mlprov.fsio import read_input
-    from mlprov.policy.classic import MAX_LAYOUT_BYTES, is_classic_layout
+    from mlprov.policy.classic import is_classic_layout
 
     return is_classic_layout(read_input(layout_path, limit=MAX_LAYOUT_BYTES, what="layout"))
 
@@ -220,12 +229,12 @@ def _check_classic(
 def _print_report(result: PolicyResult) -> None:
     for report in (result.layout, *result.steps):
         head = "layout" if report.name == "layout" else f"step {report.name}"
-        click.echo(f"{head}  {'PASS' if report.passed else 'FAIL'}")
+        click.echo(one_line(f"{head}  {'PASS' if report.passed else 'FAIL'}"))
         for r in report.results:
             where = f"  [{r.where}]" if r.where else ""
-            click.echo(f"  {r.status:<4}  {r.rule}: {r.reason}{where}")
+            click.echo(one_line(f"  {r.status:<4}  {r.rule}: {r.reason}{where}"))
     for source, reason in result.skipped:
-        click.echo(f"skipped  {reason if source in reason else f'{source}: {reason}'}")
+        click.echo(one_line(f"skipped  {reason if source in reason else f'{source}: {reason}'}"))
     total = sum(len(r.results) for r in (result.layout, *result.steps))
     warnings = sum(1 for s in (result.layout, *result.steps) for r in s.results if r.warning)
     unchecked = " (layout signature not checked)" if result.layout_signature != "verified" else ""
@@ -239,8 +248,10 @@ def _print_report(result: PolicyResult) -> None:
         step, first = failures[0]
         where = f" ({first.where})" if first.where else ""
         click.echo(
-            f"FAILED: {len(failures)} of {total} checks failed; first: {step}: {first.rule}:"
-            f" {first.reason}{where}",
+            one_line(
+                f"FAILED: {len(failures)} of {total} checks failed; first: {step}: {first.rule}:"
+                f" {first.reason}{where}"
+            ),
             err=True,
         )
 
@@ -541,7 +552,13 @@ def lint(
     metavar="[STEP=]PUB",
     help="Public key of a step's signer (dataset, train, eval); without STEP, of every step.",
 )
-@click.option("--min-accuracy", default="0.5", show_default=True, help="Default threshold.")
+@click.option(
+    "--min-accuracy",
+    type=FiniteFloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="Default threshold, from 0 to 1.",
+)
 @click.option("--days", type=click.IntRange(min=1), default=365, show_default=True)
 @click.option(
     "--from",
@@ -561,7 +578,7 @@ def lint(
 def init(
     out_path: Path,
     keys: tuple[str, ...],
-    min_accuracy: str,
+    min_accuracy: float,
     days: int,
     from_paths: tuple[Path, ...],
     subject_path: Path | None,
@@ -592,7 +609,7 @@ def init(
     text = starter_layout(
         keys=chosen,
         expires=expires,
-        min_accuracy=float(min_accuracy),
+        min_accuracy=min_accuracy,
         base_dir=out_path.parent,
         name=out_path.name,
     )
@@ -672,10 +689,7 @@ def sign(
     Functionaries given as key files (`publicKeyPath`) are embedded as `publicKey` in what
     is signed: a signature over a path would let whoever replaces the file choose the key.
     """
-    try:
-        data = layout_path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{layout_path}: cannot read ({exc.strerror})") from None
+    data = read_input(layout_path, limit=MAX_LAYOUT_BYTES, what="layout")
     data = embed_keys(data, base_dir=layout_path.parent, source=str(layout_path))
     signers = [load_signer(uri, password_env=password_env) for uri in key_uris]
     envelope = sign_envelope(data, signers, payload_type=LAYOUT_PAYLOAD_TYPE)

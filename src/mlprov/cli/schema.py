@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 import click
-import yaml
 
 from mlprov.cli._common import echo_json, json_option
 from mlprov.errors import InputError
@@ -20,6 +19,7 @@ from mlprov.schemagen import (
     validate_statement,
 )
 from mlprov.signing.dsse import Envelope
+from mlprov.yamlio import load_yaml
 
 EPILOG = """\b
 Examples:
@@ -84,9 +84,9 @@ def _read_document(path: Path) -> Any:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         try:
-            data = yaml.safe_load(raw)
-        except (yaml.YAMLError, RecursionError):
-            raise InputError(f"{path}: not valid JSON or YAML ({exc})") from None
+            data = load_yaml(raw, source=str(path))
+        except InputError as yaml_exc:
+            raise InputError(f"{path}: not valid JSON ({exc}) nor YAML ({yaml_exc})") from None
         if not isinstance(data, dict):
             raise InputError(f"{path}: not valid JSON ({exc})") from None
         # YAML reads unquoted timestamps as datetimes; the schema sees JSON (RFC 3339 text).

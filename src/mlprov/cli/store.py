@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from mlprov.cli._common import echo_json, force_option, json_option
+from mlprov.cli._common import display_name, echo_json, force_option, json_option, one_line
 from mlprov.cli.verify import identities_from, sigstore_options, trusted_key_options
 from mlprov.errors import InputError, VerificationError
 from mlprov.fsio import atomic_writer
@@ -155,7 +155,7 @@ def add(
             refused.append(str(exc))
     if refused:
         for reason in refused:
-            click.echo(f"REFUSED: {reason}", err=True)
+            click.echo(f"REFUSED: {one_line(reason)}", err=True)
         click.echo(
             f"FAILED: {len(refused)} of {len(attestations)} attestation(s) did not verify;"
             " nothing was added",
@@ -189,7 +189,7 @@ def add(
     for r in results:
         trust = "verified" if r.verified else "unverified"
         what = short_type(r.predicate_type) + (f" step={r.step}" if r.step else "")
-        click.echo(f"{r.status:8} {r.digest}  {what} ({trust})  {r.source}")
+        click.echo(one_line(f"{r.status:8} {r.digest}  {what} ({trust})  {r.source}"))
     added = sum(r.status == "added" for r in results)
     click.echo(f"{added} added, {len(results) - added} already stored, in {location}")
 
@@ -275,11 +275,11 @@ def ls(
 def _summary_line(item: StoredAttestation) -> str:
     trust = "verified" if item.verified else "unverified"
     signers = ",".join(s for s, ok in item.signers if ok == item.verified) or "-"
-    subjects = " ".join(f"{r.label}={r.digest}" for r in item.subjects)
-    step = item.step or "-"
+    subjects = " ".join(f"{display_name(r.label)}={r.digest}" for r in item.subjects)
+    step = display_name(item.step or "-")
     return (
-        f"{item.digest}  {item.added_at}  {short_type(item.predicate_type)}  step={step}"
-        f"  {trust}:{signers}  {subjects}"
+        f"{item.digest}  {item.added_at}  {one_line(short_type(item.predicate_type))}"
+        f"  step={step}  {trust}:{one_line(signers)}  {subjects}"
     )
 
 
@@ -336,13 +336,16 @@ def show(
             "source",
         ):
             if details[field] is not None:
-                click.echo(f"  {field}: {details[field]}")
+                click.echo(f"  {field}: {display_name(str(details[field]))}")
         for signer, ok in item.signers:
-            click.echo(f"  signer: {signer} ({'verified' if ok else 'claimed, unverified'})")
+            trust = "verified" if ok else "claimed, unverified"
+            click.echo(f"  signer: {display_name(signer)} ({trust})")
         for ref in item.subjects:
-            click.echo(f"  subject: {ref.label}  {' '.join(ref.digests) or '(no digest)'}")
+            digests = one_line(" ".join(ref.digests)) or "(no digest)"
+            click.echo(f"  subject: {display_name(ref.label)}  {digests}")
         for ref in item.materials:
-            click.echo(f"  material: {ref.label}  {' '.join(ref.digests) or '(no digest)'}")
+            digests = one_line(" ".join(ref.digests)) or "(no digest)"
+            click.echo(f"  material: {display_name(ref.label)}  {digests}")
         click.echo("  statement: " + json.dumps(item.statement().to_dict(), sort_keys=True))
 
 

@@ -10,9 +10,11 @@ import click
 from securesystemslib.signer import Key
 
 from mlprov.cli._common import (
+    display_name,
     echo_json,
     follow_symlinks_option,
     json_option,
+    one_line,
     trust_cache_option,
 )
 from mlprov.digest import DigestCache
@@ -179,16 +181,17 @@ def verify(
         )
         if not as_json:
             for check in checks:
-                click.echo(check.line(), err=not check.passed)
+                click.echo(one_line(check.line()), err=not check.passed)
     if cache is not None:
         cache.close()
     if as_json:
         echo_json({"ok": all_ok, "file": str(file), "attestations": reports})
     elif all_ok:
-        click.echo(f"OK: {len(reports)} attestation(s) in {file} verified")
+        click.echo(f"OK: {len(reports)} attestation(s) in {display_name(file)} verified")
     else:
         failed = sum(1 for r in reports if not r["ok"])
-        click.echo(f"FAILED: {failed} of {len(reports)} attestation(s) in {file}", err=True)
+        total = len(reports)
+        click.echo(f"FAILED: {failed} of {total} attestation(s) in {display_name(file)}", err=True)
     if not all_ok:
         ctx.exit(1)
 

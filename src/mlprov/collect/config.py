@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mlprov.errors import InputError
 from mlprov.fsio import read_input
 from mlprov.statement import ResourceDescriptor
+from mlprov.yamlio import load_yaml
 
 #: Largest configuration file read, so a wrong path cannot exhaust memory.
 MAX_CONFIG_BYTES = 16 << 20
@@ -62,16 +61,11 @@ def _parse(text: str, kind: str, source: str) -> Any:
             return json.loads(text)
         if kind == "toml":
             return tomllib.loads(text)
-        return yaml.safe_load(text)
+        return load_yaml(text, source=source)
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{source}: invalid TOML: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "cannot parse"
-        raise InputError(f"{source}: invalid YAML{where}: {problem}") from None
     except RecursionError:
         raise InputError(f"{source}: nested too deeply") from None
 

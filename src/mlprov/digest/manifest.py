@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlprov.errors import InputError
+from mlprov.fsio import parse_json
 
 MANIFEST_MEDIA_TYPE: Literal["application/vnd.mlprov.manifest.v1+json"] = (
     "application/vnd.mlprov.manifest.v1+json"
@@ -144,10 +145,7 @@ class TreeManifest(BaseModel):
     @classmethod
     def from_json(cls, data: bytes | str, *, source: str = "manifest") -> TreeManifest:
         """Parse and validate a manifest; bad input raises InputError naming `source`."""
-        try:
-            raw = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"{source}: not valid JSON ({exc})") from None
+        raw = parse_json(data, source=source)
         from pydantic import ValidationError
 
         try:

@@ -196,8 +196,10 @@ def _files(path: Path) -> list[Path]:
         return sorted(
             p for p in path.iterdir() if p.is_file() and p.name.endswith((".json", ".jsonl"))
         )
-    if path.exists():
+    if path.is_file():
         return [path]
+    if path.exists():  # a FIFO or device named on the command line: bad input, not a skip
+        raise InputError(f"{path}: not a regular file or directory")
     raise InputError(f"{path}: no such file or directory")
 
 
@@ -213,11 +215,13 @@ def collect_claims(paths: list[Path], *, exclude: set[Path] | None = None) -> Cl
         for path in _files(Path(root)):
             if path.resolve() in excluded:
                 continue
+            bad_lines: list[tuple[str, str]] = []  # one bad line of a .jsonl skips only itself
             try:
-                attestations = read_attestations(path)
+                attestations = read_attestations(path, bad_lines=bad_lines)
             except InputError as exc:
                 found.skipped.append(Skipped(str(path), str(exc)))
                 continue
+            found.skipped.extend(Skipped(source, reason) for source, reason in bad_lines)
             for attestation in attestations:
                 try:
                     found.claims.append(claim_from(attestation, file_name=path.name))

@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from mlprov.errors import InputError
+from mlprov.fsio import read_input
 from mlprov.policy.artifact_rules import ArtifactRule, depends_on, parse_artifact_rule
 from mlprov.policy.attribute_rules import AttributeRule
 from mlprov.policy.functionaries import Functionary, build_functionary
 from mlprov.policy.layout import Layout
 from mlprov.signing.dsse import Envelope
+from mlprov.yamlio import dump_yaml, load_yaml
 
 #: payloadType of a DSSE envelope whose payload is a layout (YAML or JSON).
 LAYOUT_PAYLOAD_TYPE = "application/vnd.mlprov.layout+yaml"
@@ -51,13 +52,7 @@ class LoadedLayout:
 
 
 def _parse_document(data: bytes, source: str) -> tuple[dict[str, Any], Envelope | None]:
-    try:
-        doc = yaml.safe_load(data)
-    except RecursionError:
-        raise InputError(f"{source}: nested too deeply") from None
-    except yaml.YAMLError as exc:
-        first = " ".join(str(exc).split())
-        raise InputError(f"{source}: not valid YAML or JSON ({first})") from None
+    doc = load_yaml(data, source=source)
     if isinstance(doc, dict) and "payloadType" in doc and "payload" in doc:
         envelope = Envelope.from_dict(doc, source=source)
         if envelope.payload_type != LAYOUT_PAYLOAD_TYPE:
@@ -237,8 +232,7 @@ def embed_keys(data: bytes, *, base_dir: Path, source: str = "layout") -> bytes:
         + ", ".join(f"{name} ({files[name]})" for name in sorted(files))
         + " are embedded below,\n# so the signature covers them.\n"
     )
-    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
-    return (header + text).encode()
+    return (header + dump_yaml(doc)).encode()
 
 
 def parse_layout(
@@ -285,12 +279,7 @@ def load_layout(
 ) -> LoadedLayout:
     """Read, validate and compile the layout at `path` (YAML, JSON, or a DSSE-signed layout)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    data = read_input(path, limit=MAX_LAYOUT_BYTES, what="layout")
     return parse_layout(
         data,
         source=str(path),

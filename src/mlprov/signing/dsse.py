@@ -24,6 +24,9 @@ from mlprov.statement import PAYLOAD_TYPE, Statement
 
 #: Upper bound on an envelope file, so hostile input cannot exhaust memory.
 MAX_ENVELOPE_BYTES = 128 << 20
+#: Most signatures an envelope may carry: more is refused before any signature is checked,
+#: so junk signatures cannot make verification try every key on each of them.
+MAX_SIGNATURES = 16
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -101,6 +104,11 @@ class Envelope:
         sigs = raw["signatures"]
         if not isinstance(sigs, list):
             raise InputError(f"{source}: signatures must be a list")
+        if len(sigs) > MAX_SIGNATURES:
+            raise InputError(
+                f"{source}: DSSE envelope has {len(sigs)} signatures, more than the"
+                f" {MAX_SIGNATURES} mlprov accepts"
+            )
         signatures = []
         for i, item in enumerate(sigs):
             if not isinstance(item, dict):

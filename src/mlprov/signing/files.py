@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from mlprov.errors import InputError
 from mlprov.fsio import parse_json, read_input
-from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, Envelope
+from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, MAX_SIGNATURES, Envelope
 
 BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"
 
@@ -38,6 +38,7 @@ def parse_attestation(data: bytes, *, source: str) -> SignedAttestation:
     if isinstance(media, str) and media.startswith(BUNDLE_MEDIA_PREFIX):
         if "dsseEnvelope" not in raw:
             raise InputError(f"{source}: Sigstore bundle holds no DSSE envelope")
+        _check_bundle_counts(raw, source)
         envelope = Envelope.from_dict(raw["dsseEnvelope"], source=source)
         return SignedAttestation(source, data, envelope, "bundle", raw)
     if "payloadType" in raw:
@@ -47,21 +48,57 @@ def parse_attestation(data: bytes, *, source: str) -> SignedAttestation:
     raise InputError(f"{source}: neither a DSSE envelope nor a Sigstore bundle")
 
 
-def read_attestations(path: Path) -> list[SignedAttestation]:
-    """Every attestation in a file: one JSON document, or one per line (`.intoto.jsonl`)."""
+def _check_bundle_counts(bundle: dict[str, Any], source: str) -> None:
+    """At most MAX_SIGNATURES certificates, log entries and timestamps in a bundle."""
+    material = bundle.get("verificationMaterial")
+    if not isinstance(material, dict):
+        return
+    chain = material.get("x509CertificateChain")
+    timestamps = material.get("timestampVerificationData")
+    for what, items in (
+        ("certificates", chain.get("certificates") if isinstance(chain, dict) else None),
+        ("transparency log entries", material.get("tlogEntries")),
+        (
+            "timestamps",
+            timestamps.get("rfc3161Timestamps") if isinstance(timestamps, dict) else None,
+        ),
+    ):
+        if isinstance(items, list) and len(items) > MAX_SIGNATURES:
+            raise InputError(
+                f"{source}: Sigstore bundle has {len(items)} {what}, more than the"
+                f" {MAX_SIGNATURES} mlprov accepts"
+            )
+
+
+def read_attestations(
+    path: Path, *, bad_lines: list[tuple[str, str]] | None = None
+) -> list[SignedAttestation]:
+    """Every attestation in a file: one JSON document, or one per line (`.intoto.jsonl`).
+
+    A line that is not an attestation raises InputError, unless `bad_lines` is given:
+    then it is appended there as (`path:LINE`, reason) and the other lines are read.
+    """
     path = Path(path)
     data = read_input(path, limit=MAX_ENVELOPE_BYTES, what="attestation file")
     stripped = data.strip()
     if not stripped:
         raise InputError(f"{path}: empty file")
     lines = [line for line in data.splitlines() if line.strip()]
-    if path.name.endswith(".jsonl") or (len(lines) > 1 and _every_line_is_json(lines)):
-        return [
-            parse_attestation(line.strip(), source=f"{path}:{number}")
-            for number, line in enumerate(data.splitlines(), start=1)
-            if line.strip()
-        ]
-    return [parse_attestation(stripped, source=str(path))]
+    if not (path.name.endswith(".jsonl") or (len(lines) > 1 and _every_line_is_json(lines))):
+        return [parse_attestation(stripped, source=str(path))]
+    found = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        source = f"{path}:{number}"
+        try:
+            found.append(parse_attestation(line.strip(), source=source))
+        except InputError as exc:
+            if bad_lines is None:
+                raise
+            reason = str(exc)
+            bad_lines.append((source, reason.removeprefix(f"{source}: ")))
+    return found
 
 
 def _every_line_is_json(lines: list[bytes]) -> bool:

@@ -34,7 +34,7 @@ from mlprov.predicates.oms import (
 from mlprov.signing.bundle import key_bundle
 from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, sign_envelope, verify_envelope
 from mlprov.signing.files import SignedAttestation, parse_attestation
-from mlprov.signing.keys import key_from_crypto, pem_hint
+from mlprov.signing.keys import MAX_KEY_BYTES, key_from_crypto, pem_hint
 from mlprov.signing.sigstore_bundle import SigstoreIdentity, verify_bundle
 from mlprov.statement import Statement
 
@@ -268,11 +268,10 @@ def _bundle_material(attestation: SignedAttestation) -> dict[str, Any]:
 def _load_certificates(paths: Sequence[Path]) -> list[x509.Certificate]:
     certs: list[x509.Certificate] = []
     for path in paths:
+        data = read_input(path, limit=MAX_KEY_BYTES, what="certificate chain")
         try:
-            certs.extend(x509.load_pem_x509_certificates(Path(path).read_bytes()))
-        except FileNotFoundError:
-            raise InputError(f"certificate chain {path}: no such file") from None
-        except (OSError, ValueError):
+            certs.extend(x509.load_pem_x509_certificates(data))
+        except ValueError:
             raise InputError(f"certificate chain {path}: not PEM certificates") from None
     if not certs:
         raise InputError("no certificates given for --certificate-chain")

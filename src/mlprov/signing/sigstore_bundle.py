@@ -25,6 +25,7 @@ from cryptography.x509 import (
 )
 
 from mlprov.errors import InputError, VerificationError
+from mlprov.fsio import read_input
 from mlprov.signing.files import SignedAttestation
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 _ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 _ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
 _OTHERNAME_SAN = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
+#: Largest trusted root file read (the production root is about 7 kB).
+MAX_TRUSTED_ROOT_BYTES = 4 << 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,12 +143,12 @@ def embedded_trusted_root(*, staging: bool = False) -> Path:
 def load_trusted_root(trusted_root: Path | None, *, staging: bool = False) -> TrustedRoot:
     """A sigstore TrustedRoot from a file (or the embedded production/staging root)."""
     from sigstore.models import TrustedRoot
+    from sigstore_models.trustroot import v1 as trustroot_v1
 
     path = trusted_root or embedded_trusted_root(staging=staging)
+    data = read_input(path, limit=MAX_TRUSTED_ROOT_BYTES, what="trusted root")
     try:
-        return TrustedRoot.from_file(str(path))
-    except FileNotFoundError:
-        raise InputError(f"trusted root {path}: no such file") from None
+        return TrustedRoot(trustroot_v1.TrustedRoot.from_json(data))
     except Exception as exc:
         raise InputError(
             f"trusted root {path}: not a usable Sigstore trusted root ({exc})"

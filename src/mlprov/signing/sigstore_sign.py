@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlprov.errors import InputError, MlprovError
+from mlprov.fsio import read_input_text
 
 if TYPE_CHECKING:
     from sigstore.oidc import IdentityToken
 
 TOKEN_ENV = "SIGSTORE_ID_TOKEN"
+#: Largest identity token file read (an OIDC JWT is a few kB).
+MAX_TOKEN_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,8 @@ def find_identity_token(
     if explicit:
         if explicit.startswith("@"):
             path = Path(explicit[1:])
-            try:
-                return TokenSource(f"file {path}", path.read_text().strip())
-            except OSError as exc:
-                raise InputError(f"identity token file {path}: {exc.strerror}") from None
+            text = read_input_text(path, limit=MAX_TOKEN_BYTES, what="identity token file")
+            return TokenSource(f"file {path}", text.strip())
         return TokenSource("--identity-token", explicit.strip())
     if env.get(TOKEN_ENV):
         return TokenSource(TOKEN_ENV, env[TOKEN_ENV].strip())

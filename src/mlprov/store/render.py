@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from mlprov.display import display_name, one_line
 from mlprov.predicates import (
     LINK_V03,
     OMS_V1,
@@ -38,7 +39,7 @@ def short_type(predicate_type: str) -> str:
 def edge_step(edge: LineageEdge) -> str:
     """What made the edge: the step name, else the buildType's last word, else the predicate."""
     if edge.step:
-        return edge.step
+        return display_name(edge.step)
     if edge.build_type:
         parts = [p for p in edge.build_type.rstrip("/").split("/") if p]
         if len(parts) >= 2 and parts[-1].startswith("v") and parts[-1][1:].isdigit():
@@ -59,13 +60,13 @@ def edge_signer(edge: LineageEdge, *, short: bool = False) -> str:
     """Who signed, marked as verified or only claimed."""
     if not edge.signers:
         return "unsigned" if not edge.verified else "verified"
-    who = ", ".join(_short(s) if short else s for s in edge.signers)
+    who = one_line(", ".join(_short(s) if short else s for s in edge.signers))
     return f"signed by {who}" if edge.verified else f"claims {who} (unverified)"
 
 
 def _node_text(graph: LineageGraph, digest: str) -> str:
     node = graph.nodes.get(digest)
-    return f"{node.label}  {digest}" if node and node.names else digest
+    return f"{display_name(node.label)}  {digest}" if node and node.names else digest
 
 
 def notes(graph: LineageGraph) -> list[str]:
