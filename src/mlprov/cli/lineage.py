@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -12,9 +13,9 @@ from mlprov.cli._common import byte_progress
 from mlprov.cli.store import store_option
 from mlprov.digest import DigestCache, digest_file, digest_tree
 from mlprov.errors import InputError
-from mlprov.fsio import write_bytes_atomic
+from mlprov.fsio import atomic_writer
 from mlprov.store import FORMATS, LineageGraph, open_store, parse_digest
-from mlprov.store.render import render
+from mlprov.store.render import iter_render
 
 EPILOG = """\b
 Examples:
@@ -23,6 +24,7 @@ Examples:
   mlprov lineage sha256:<dataset digest> --down --only-models
   mlprov lineage ./model --up --format mermaid      # paste into GitHub/GitLab markdown
   mlprov lineage ./model --up --format dot | dot -Tsvg > lineage.svg
+  mlprov lineage ./model --up --max-depth 3 --max-nodes 500
 """
 
 
@@ -72,6 +74,11 @@ def resolve_target(target: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--max-depth", type=click.IntRange(min=0), help="Follow at most this many steps.")
 @click.option(
+    "--max-nodes",
+    type=click.IntRange(min=1),
+    help="Show at most this many artifacts (the nearest first); what is cut is listed.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write to this file instead of stdout.",
@@ -87,6 +94,7 @@ def lineage(
     fmt: str,
     as_json: bool,
     max_depth: int | None,
+    max_nodes: int | None,
     out: Path | None,
     force: bool,
     store_location: str | None,
@@ -97,7 +105,8 @@ def lineage(
     recursively (datasets, base models, code, configs); --down follows every attestation
     that used it as a material forward (the impact of a bad input). Each edge shows the
     step and who signed it. Cycles and inputs without a digest are reported, not
-    followed. Exit 1 when the store knows nothing about the artifact.
+    followed; so is what --max-depth and --max-nodes cut. Output is written as it is
+    produced. Exit 1 when the store knows nothing about the artifact.
     """
     if direction is None:
         raise InputError("give --up (where it came from) or --down (what was built from it)")
@@ -107,27 +116,44 @@ def lineage(
         fmt = "json"
     digest = resolve_target(target)
     with open_store(store_location) as opened:
-        if direction == "up":
-            graph = opened.lineage_up(digest, max_depth=max_depth)
-        else:
-            graph = opened.lineage_down(digest, max_depth=max_depth)
+        walk = opened.lineage_up if direction == "up" else opened.lineage_down
+        graph = walk(digest, max_depth=max_depth, max_nodes=max_nodes)
         location = opened.location
     if not graph.found:
         click.echo(f"NOT FOUND: no attestation in {location} names {digest}", err=True)
         ctx.exit(1)
+    pieces: Iterable[str]
     if only_models:
         ends = graph.end_artifacts()
         if fmt == "json":
-            text = _ends_json(graph, ends)
+            pieces = [_ends_json(graph, ends)]
         else:
-            text = "".join(f"{d}  {graph.nodes[d].label}\n" for d in ends)
+            pieces = (f"{d}  {graph.nodes[d].label}\n" for d in ends)
     else:
-        text = render(graph, fmt, color=out is None and fmt == "tree" and sys.stdout.isatty())
+        color = out is None and fmt == "tree" and sys.stdout.isatty()
+        pieces = iter_render(graph, fmt, color=color)
     if out is not None:
-        write_bytes_atomic(out, text.encode(), force=force)
+        with atomic_writer(out, force=force) as handle:
+            for text in _batched(pieces):
+                handle.write(text.encode())
         click.echo(f"wrote {fmt} lineage of {digest} to {out}", err=True)
     else:
-        click.echo(text, nl=False)
+        for text in _batched(pieces):
+            click.echo(text, nl=False)
+
+
+def _batched(pieces: Iterable[str], size: int = 1 << 20) -> Iterator[str]:
+    """Pieces of text joined into writes of about `size` characters."""
+    batch: list[str] = []
+    length = 0
+    for piece in pieces:
+        batch.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield "".join(batch)
+            batch, length = [], 0
+    if batch:
+        yield "".join(batch)
 
 
 def _ends_json(graph: LineageGraph, ends: list[str]) -> str:

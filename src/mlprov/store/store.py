@@ -488,20 +488,38 @@ class Store:
 
     # -- lineage -------------------------------------------------------------------------
 
-    def lineage_up(self, digest: str, *, max_depth: int | None = None) -> LineageGraph:
+    def lineage_up(
+        self, digest: str, *, max_depth: int | None = None, max_nodes: int | None = None
+    ) -> LineageGraph:
         """Everything an artifact was built from, transitively: the attestations whose
-        subject it is, their materials, and so on up to raw sources."""
-        return LineageWalker(self.db).walk(digest, "up", max_depth=_depth(max_depth))
+        subject it is, their materials, and so on up to raw sources.
 
-    def lineage_down(self, digest: str, *, max_depth: int | None = None) -> LineageGraph:
+        `max_depth` stops after that many steps; `max_nodes` reports at most that many
+        artifacts (the root included, nearest first); the graph records what each cut.
+        """
+        return LineageWalker(self.db).walk(
+            digest, "up", max_depth=_depth(max_depth), max_nodes=_nodes(max_nodes)
+        )
+
+    def lineage_down(
+        self, digest: str, *, max_depth: int | None = None, max_nodes: int | None = None
+    ) -> LineageGraph:
         """Everything built from an artifact, transitively: the impact of a bad input."""
-        return LineageWalker(self.db).walk(digest, "down", max_depth=_depth(max_depth))
+        return LineageWalker(self.db).walk(
+            digest, "down", max_depth=_depth(max_depth), max_nodes=_nodes(max_nodes)
+        )
 
 
 def _depth(max_depth: int | None) -> int | None:
     if max_depth is not None and max_depth < 0:
         raise InputError("max depth must be 0 or more")
     return max_depth
+
+
+def _nodes(max_nodes: int | None) -> int | None:
+    if max_nodes is not None and max_nodes < 1:
+        raise InputError("max nodes must be 1 or more")
+    return max_nodes
 
 
 def _stored(row: Sequence[Any]) -> tuple[int, StoredAttestation]:
