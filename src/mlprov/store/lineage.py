@@ -204,13 +204,17 @@ def _marks(count: int) -> str:
 
 
 # The attestations naming a frontier digest on the near side (up: as a subject; down: as
-# a material), one row each, with what an edge needs to know of them.
+# a material), one row each.
 _NEAR = """
-SELECT n.digest, n.name, a.id, a.digest, a.predicate_type, a.build_type, a.step, a.verified
-FROM artifacts n
-JOIN attestations a ON a.id = n.attestation
-WHERE n.role = ? AND n.digest IN ({marks})
-ORDER BY a.id, n.position
+SELECT digest, name, attestation FROM artifacts
+WHERE role = ? AND digest IN ({marks})
+ORDER BY attestation, position
+"""
+
+# What an edge needs to know of an attestation.
+_ATTESTATIONS = """
+SELECT id, digest, predicate_type, build_type, step, verified FROM attestations
+WHERE id IN ({marks})
 """
 
 # The far side of those attestations (up: their materials; down: their subjects), by the
@@ -255,28 +259,25 @@ class LineageWalker:
             frontier = [root]
             depth = 0
             while frontier:
-                rows: list[Any] = []
+                # Near side: which attestations name each frontier artifact (up: as a
+                # subject; down: as a material). Down a dense lineage that is one row per
+                # edge: rows are taken a chunk of the frontier at a time, kept as ids.
+                nears: dict[int, list[str]] = {}  # attestation id -> near artifacts
+                continued: set[str] = set()
                 for part in chunks(frontier):
                     cur.execute(sql(_NEAR.format(marks=_marks(len(part)))), (near_role, *part))
-                    rows.extend(cur.fetchall())
-                continued = {row[0] for row in rows}
+                    for near, near_name, key in cur.fetchall():
+                        node = nodes[near]
+                        if near_name and near_name not in node.names:
+                            node.names.append(near_name)
+                        continued.add(node.digest)
+                        nears.setdefault(key, []).append(node.digest)
                 if direction == "up":
                     graph.unattested.extend(sorted(d for d in frontier if d not in continued))
                 if max_depth is not None and depth >= max_depth:
                     graph.truncated.extend(sorted(d for d in frontier if d in continued))
                     break
-                pairs: dict[tuple[str, int], None] = {}  # (near digest, attestation id)
-                fresh: dict[int, tuple[Any, ...]] = {}
-                for near, near_name, key, *meta in rows:
-                    node = nodes[near]
-                    node.add_name(near_name)
-                    pairs[(node.digest, key)] = None
-                    if key not in attestations:
-                        fresh[key] = tuple(meta)
-                self._remember(cur, fresh, attestations)
-                nears: dict[int, list[str]] = {}
-                for near, key in pairs:
-                    nears.setdefault(key, []).append(near)
+                self._remember(cur, [k for k in nears if k not in attestations], attestations)
                 next_frontier: list[str] = []
                 edges = graph.edges
                 up = direction == "up"
@@ -285,7 +286,7 @@ class LineageWalker:
                 for far_rows in self._far_sides(cur, far_role, list(nears)):
                     for key, rows in far_rows:
                         digest, ptype, btype, step, signers, verified = attestations[key]
-                        for near in nears[key]:
+                        for near in dict.fromkeys(nears[key]):
                             seen: set[str] = set()
                             for _, far, far_name, uri in rows:
                                 if far is None:  # an input without any digest
@@ -319,20 +320,20 @@ class LineageWalker:
             graph.cycles = find_cycles(graph.nodes, ((e.material, e.product) for e in graph.edges))
         return graph
 
-    def _remember(
-        self, cur: Cursor, fresh: dict[int, tuple[Any, ...]], known: dict[int, _Attestation]
-    ) -> None:
+    def _remember(self, cur: Cursor, fresh: list[int], known: dict[int, _Attestation]) -> None:
         """Add the attestations first met at this level, with their signers: the verified
         ones, or the claimed ones if none verified."""
-        verified: dict[int, list[str]] = {}
-        claimed: dict[int, list[str]] = {}
-        for part in chunks(list(fresh)):
-            cur.execute(self.db.sql(_SIGNERS.format(marks=_marks(len(part)))), tuple(part))
+        for part in chunks(fresh):
+            marks = _marks(len(part))
+            verified: dict[int, list[str]] = {}
+            claimed: dict[int, list[str]] = {}
+            cur.execute(self.db.sql(_SIGNERS.format(marks=marks)), tuple(part))
             for key, signer, ok in cur.fetchall():
                 (verified if ok else claimed).setdefault(key, []).append(signer)
-        for key, (digest, ptype, btype, step, ok) in fresh.items():
-            signers = tuple(sorted(verified.get(key) or claimed.get(key) or ()))
-            known[key] = (digest, ptype, btype, step, signers, bool(ok))
+            cur.execute(self.db.sql(_ATTESTATIONS.format(marks=marks)), tuple(part))
+            for key, digest, ptype, btype, step, ok in cur.fetchall():
+                signers = tuple(sorted(verified.get(key) or claimed.get(key) or ()))
+                known[key] = (digest, ptype, btype, step, signers, bool(ok))
 
     def _far_sides(
         self, cur: Cursor, role: str, keys: list[int]
