@@ -460,3 +460,23 @@ def test_a_temp_file_being_written_is_never_removed(tmp_path: Path) -> None:
         assert sweep(location=store, target=out) == []
         assert live.exists()
     assert out.read_bytes() == b"partial" and temp_files_of(out) == []
+
+
+def test_a_dropped_table_is_one_line_on_both_backends(store_url: str, tmp_path: Path) -> None:
+    from mlprov.store import open_store
+    from store_support import d, descriptor, new_signer, provenance, sign
+
+    statement = provenance("train", "training", [descriptor("m")], [descriptor("data")])
+    with open_store(store_url) as opened:
+        opened.add(sign(statement, new_signer()))
+        with opened.db.transaction() as cur:
+            cur.execute("DROP TABLE signers")
+        location = opened.location
+    for args in (("store", "ls"), ("lineage", d("m"), "--up"), ("store", "show", d("m"))):
+        result = run_cli(*args, "--store", store_url)
+        assert result.code == 2, result
+        assert result.err.count("\n") == 1 and "Traceback" not in result.err
+        assert f"store {location} is damaged" in result.err and "signers" in result.err
+    check = run_cli("store", "check", "--store", store_url)
+    assert check.code == 1
+    assert "DAMAGED  tables: missing table(s): signers" in check.out
