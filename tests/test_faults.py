@@ -480,3 +480,23 @@ def test_a_dropped_table_is_one_line_on_both_backends(store_url: str, tmp_path: 
     check = run_cli("store", "check", "--store", store_url)
     assert check.code == 1
     assert "DAMAGED  tables: missing table(s): signers" in check.out
+
+
+def test_planner_statistics_give_way_to_another_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from mlprov.store import backend, open_store
+
+    monkeypatch.setattr(backend, "MAINTENANCE_TIMEOUT_SECONDS", 0.2)
+    location = tmp_path / "s.sqlite3"
+    with open_store(str(location)) as opened:
+        other = sqlite3.connect(location, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        started = time.monotonic()
+        assert opened.optimize() is False
+        assert time.monotonic() - started < 5
+        other.execute("COMMIT")
+        other.close()
+        assert opened.optimize() is True

@@ -175,3 +175,23 @@ def test_deep_and_wide_lineage_on_both_backends(store_url: str) -> None:
     assert len(_edge_lines(render(up, "tree"))) == 399
     assert isinstance(wide, LineageGraph) and len(wide.nodes) >= 2
     assert wide.edges and all(e.material in wide.nodes for e in wide.edges)
+
+
+def test_names_with_control_characters_are_quoted_in_the_tree(tmp_path: Path) -> None:
+    forged = "evil\n\x1b[31msha256:" + "0" * 64
+    with open_store(str(tmp_path / "s.sqlite3")) as store:
+        signer = new_signer()
+        statement = provenance(
+            "s\x1b[2J",
+            "training",
+            [descriptor("m")],
+            [{"name": forged, "digest": {"sha256": "1" * 64}}],
+        )
+        store.add(sign(statement, signer))
+        graph = store.lineage_up(d("m"))
+    for color in (False, True):
+        tree = render(graph, "tree", color=color)
+        assert "\x1b[2J" not in tree and "\x1b[31msha" not in tree
+        assert json.dumps(forged) in tree
+        assert len(tree.splitlines()) == 4  # root, step, input, the unattested-input note
+    assert "\x1b[36m" in render(graph, "tree", color=True)

@@ -15,7 +15,7 @@ from mlprov.digest import DigestCache, digest_file, digest_tree
 from mlprov.errors import InputError
 from mlprov.fsio import atomic_writer
 from mlprov.store import FORMATS, LineageGraph, open_store, parse_digest
-from mlprov.store.render import iter_render
+from mlprov.store.render import iter_render, printable
 
 EPILOG = """\b
 Examples:
@@ -128,7 +128,7 @@ def lineage(
         if fmt == "json":
             pieces = [_ends_json(graph, ends)]
         else:
-            pieces = (f"{d}  {graph.nodes[d].label}\n" for d in ends)
+            pieces = (f"{d}  {printable(graph.nodes[d].label)}\n" for d in ends)
     else:
         color = out is None and fmt == "tree" and sys.stdout.isatty()
         pieces = iter_render(graph, fmt, color=color)

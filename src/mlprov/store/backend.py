@@ -245,18 +245,22 @@ class SQLiteDatabase(Database):
         # needs the write lock, and fails at once ("database is locked") if another
         # writer committed meanwhile, whatever the busy timeout.
         conn = self._conn
-        conn.execute(f"PRAGMA busy_timeout = {int(MAINTENANCE_TIMEOUT_SECONDS * 1000)}")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("PRAGMA optimize")
-            conn.execute("COMMIT")
-            return True
-        except sqlite3.OperationalError:
-            with contextlib.suppress(sqlite3.Error):
-                conn.rollback()
-            return False
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        with self.guarded():
+            conn.execute(f"PRAGMA busy_timeout = {int(MAINTENANCE_TIMEOUT_SECONDS * 1000)}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("PRAGMA optimize")
+                conn.execute("COMMIT")
+                return True
+            except sqlite3.OperationalError as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+                if "locked" in str(exc) or "busy" in str(exc):
+                    return False  # another writer's: the statistics can wait
+                raise
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
 
     def close(self) -> None:
         self._conn.close()
@@ -330,15 +334,15 @@ class PostgresDatabase(Database):
     def optimize(self) -> bool:
         # Without statistics (autovacuum analyses only after a delay) the planner picks
         # plans that make a lineage walk 30x slower right after a bulk load.
-        import psycopg
-
         try:
-            with self._conn.transaction(), self._conn.cursor() as cur:
+            with self.guarded(), self._conn.transaction(), self._conn.cursor() as cur:
                 cur.execute(f"SET LOCAL lock_timeout = '{int(MAINTENANCE_TIMEOUT_SECONDS)}s'")
                 cur.execute("ANALYZE attestations, artifacts, signers")
             return True
-        except psycopg.errors.LockNotAvailable:
-            return False
+        except StoreError as exc:
+            if "lock timeout" in exc.detail:  # another writer's: the statistics can wait
+                return False
+            raise
 
     def close(self) -> None:
         self._conn.close()

@@ -68,7 +68,7 @@ def edge_signer(edge: LineageEdge, *, short: bool = False) -> str:
     return f"signed by {who}" if edge.verified else f"claims {who} (unverified)"
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """Names come from attestations: one holding control characters is shown quoted with
     escapes (as git quotes paths), so it cannot forge lines or drive the terminal."""
     return text if text.isprintable() else json.dumps(text)
@@ -76,7 +76,7 @@ def _printable(text: str) -> str:
 
 def _node_text(graph: LineageGraph, digest: str) -> str:
     node = graph.nodes.get(digest)
-    return f"{_printable(node.label)}  {digest}" if node and node.names else digest
+    return f"{printable(node.label)}  {digest}" if node and node.names else digest
 
 
 def notes(graph: LineageGraph) -> list[str]:
@@ -86,7 +86,7 @@ def notes(graph: LineageGraph) -> list[str]:
         lines.append("cycle: " + " -> ".join(cycle))
     for link in graph.missing:
         lines.append(
-            f"missing link: {_printable(link.artifact)!r} ({link.reason}) in attestation"
+            f"missing link: {printable(link.artifact)!r} ({link.reason}) in attestation"
             f" {link.attestation}"
         )
     if graph.direction == "up":
@@ -165,8 +165,8 @@ def iter_tree(graph: LineageGraph, *, color: bool = False) -> Iterator[str]:
         found = steps.get(edge.attestation)
         if found is None:
             found = steps[edge.attestation] = (
-                f"{style.cyan(_printable(edge_step(edge)))} ({short_type(edge.predicate_type)},"
-                f" {_printable(edge_signer(edge, short=True))},"
+                f"{style.cyan(printable(edge_step(edge)))} ({short_type(edge.predicate_type)},"
+                f" {printable(edge_signer(edge, short=True))},"
                 f" {style.dim('attestation ' + _short(edge.attestation))}) {verb}:"
             )
         return found
