@@ -406,7 +406,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _killed_export(store: Path, out: Path) -> Path:
+def _killed_export(store: Path | str, out: Path) -> Path:
     import signal
     import subprocess
     import sys
@@ -500,3 +500,21 @@ def test_planner_statistics_give_way_to_another_writer(
         other.execute("COMMIT")
         other.close()
         assert opened.optimize() is True
+
+
+def test_store_check_removes_a_killed_exports_temp_file_on_both_backends(
+    store_url: str, tmp_path: Path
+) -> None:
+    from mlprov.store import open_store
+    from store_support import descriptor, new_signer, provenance, sign
+
+    signer = new_signer()
+    with open_store(store_url) as opened:
+        for i in range(8):
+            statement = provenance("s", "training", [descriptor(f"m{i}")], [descriptor("x")])
+            opened.add(sign(statement, signer))
+    left = _killed_export(store_url, tmp_path / "backup.intoto.jsonl")
+    check = run_cli("store", "check", "--store", store_url)
+    assert check.code == 0, check
+    assert f"removed  {left} (left by an export that was killed)" in check.out
+    assert not left.exists()

@@ -275,7 +275,7 @@ class PostgresDatabase(Database):
     ref_type = "BIGINT"
 
     def __init__(self, dsn: str) -> None:
-        super().__init__(_redact(dsn))
+        super().__init__(redact(dsn))
         try:
             import psycopg
         except ImportError:
@@ -353,7 +353,7 @@ def is_postgres_url(location: str) -> bool:
     return location.startswith(("postgresql://", "postgres://"))
 
 
-def _redact(dsn: str) -> str:
+def redact(dsn: str) -> str:
     """The DSN without its password, for messages."""
     scheme, sep, rest = dsn.partition("://")
     if not sep or "@" not in rest:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mlprov.fsio import remove_stale_temp, temp_files_of
-from mlprov.store.backend import is_postgres_url
+from mlprov.store.backend import is_postgres_url, redact
 
 
 def registry_dir() -> Path:
@@ -29,9 +29,10 @@ def registry_dir() -> Path:
 
 
 def store_key(location: str) -> str:
-    """One spelling of a store's location, whatever the working directory."""
+    """One spelling of a store's location, whatever the working directory (and, for a
+    PostgreSQL URL, without its password: none is written to the registry)."""
     if is_postgres_url(location):
-        return location
+        return redact(location)
     return str(Path(location.removeprefix("sqlite://")).expanduser().resolve())
 
 
