@@ -92,33 +92,37 @@ def test_digest_of_a_file_rewritten_with_its_mtime_restored_fails(
     assert "changed while it was being hashed" in result.err
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"], ids=["small-in-process", "forked-workers"])
-def test_small_files_rewritten_with_the_mtime_restored_are_caught(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str
+@pytest.mark.parametrize(
+    ("jobs", "nested"),
+    [("1", True), ("2", True), ("2", False)],
+    ids=["in-process", "forked-walk", "forked-hashing"],
+)
+def test_small_files_rewritten_after_the_walk_are_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str, nested: bool
 ) -> None:
-    from mlprov.digest import hashing, procs
+    from mlprov.digest import procs, tree
 
     for i in range(40):
-        path = tmp_path / "m" / f"d{i % 4}" / f"f{i}"
+        path = tmp_path / "m" / (f"d{i % 4}" if nested else "") / f"f{i}"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(os.urandom(100 + i))
-    victim = tmp_path / "m" / "d3" / "f7"
-    real = hashing._SMALL_HASHERS["sha256"]
+    victim = tmp_path / "m" / ("d3" if nested else "") / "f7"
+    real = procs.walk_subtree
 
-    # The first small file hashed lets the writer rewrite f7, which the walk has listed
-    # and which is read later: caught against the walk's stat, in process or in a worker.
-    def rewriting_sha256(data: bytes) -> Any:
-        if data and not getattr(rewriting_sha256, "done", False):
-            rewriting_sha256.done = True  # type: ignore[attr-defined]
+    def walk_then_rewrite(*args: Any, **kwargs: Any) -> Any:
+        # The walk (in this process or a forked one) lists f7; the writer then rewrites it.
+        found = real(*args, **kwargs)
+        if any(info.path == str(victim) for info in found):
             _rewrite_in_place(victim)
-        return real(data)
+        return found
 
     monkeypatch.setattr(procs, "MIN_FILES", 10)
-    monkeypatch.setitem(hashing._SMALL_HASHERS, "sha256", rewriting_sha256)
+    monkeypatch.setattr(procs, "walk_subtree", walk_then_rewrite)
+    monkeypatch.setattr(tree, "walk_subtree", walk_then_rewrite)
     assert procs.fork_is_safe(2, 40)
     result = run_cli("digest", tmp_path / "m", "--no-cache", "--jobs", jobs)
     assert result.code == 2, result
-    assert "changed while it was being hashed" in result.err and result.out == ""
+    assert "f7: file changed while it was being hashed" in result.err and result.out == ""
 
 
 @pytest.mark.parametrize("size", [100, LARGE_FILE + 1])
