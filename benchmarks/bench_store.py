@@ -5,9 +5,16 @@ each step with 10 materials (the previous step's output, a per-step config, and 
 code, images and datasets), adds them to a fresh store in batches, then measures
 lineage up/down latency for random chains and the memory of exporting the whole store.
 
+Then, on two big lineage shapes in their own stores — a chain 10,000 steps deep and a
+dense DAG (10,000 artifacts, each made from 100 earlier ones: about 1,000,000 edges) —
+it runs `mlprov lineage --up` in every format as a new process, writing to a file, and
+prints each of the issue's targets (chain < 5 s, dense DAG < 30 s, peak memory < 500 MB)
+as met or NOT MET.
+
     python benchmarks/bench_store.py                     # 100,000 attestations, SQLite
     python benchmarks/bench_store.py --count 10000
     python benchmarks/bench_store.py --store postgresql://user@host/db
+    python benchmarks/bench_store.py --only lineage      # just the two big shapes
 """
 
 from __future__ import annotations
@@ -202,16 +209,155 @@ def _cli(export: Path, tmp: Path, location: str) -> dict[str, Any]:
     }
 
 
+# -- big lineage shapes -------------------------------------------------------------------
+
+SHAPE_NODES = 10_000
+DENSE_FAN_IN = 100
+#: The issue's targets on this machine, in seconds per format, and for peak memory.
+SHAPE_TARGETS = {"chain": 5.0, "dense": 30.0}
+PEAK_TARGET_MB = 500
+
+
+def _node(shape: str, i: int) -> str:
+    return _hex(f"{shape}-node{i}")
+
+
+def shape_statements(shape: str, nodes: int = SHAPE_NODES) -> Iterator[Statement]:
+    """Node i is the subject of one attestation whose materials are: in the chain, node
+    i-1; in the dense DAG, node i-1 and up to 99 other earlier nodes (seeded)."""
+    rng = random.Random(7)
+    for i in range(1, nodes):
+        if shape == "chain":
+            earlier = [i - 1]
+        else:
+            earlier = [i - 1, *rng.sample(range(i - 1), min(DENSE_FAN_IN - 1, i - 1))]
+        deps = [{"name": f"n{j}", "digest": {"sha256": _node(shape, j)}} for j in earlier]
+        yield Statement.model_validate(
+            {
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"name": f"n{i}", "digest": {"sha256": _node(shape, i)}}],
+                "predicateType": "https://slsa.dev/provenance/v1",
+                "predicate": {
+                    "buildDefinition": {
+                        "buildType": "https://mlprov.dev/buildtypes/training/v1",
+                        "externalParameters": {"step": f"step{i}"},
+                        "resolvedDependencies": deps,
+                    },
+                    "runDetails": {"builder": {"id": "https://mlprov.dev/builders/bench"}},
+                },
+            }
+        )
+
+
+def build_shape(shape: str, location: str, nodes: int = SHAPE_NODES) -> dict[str, Any]:
+    """A store holding one shape; returns how long loading it took."""
+    signer = CryptoSigner.generate_ed25519()
+    started = time.perf_counter()
+    with open_store(location) as store:
+        batch: list[tuple[SignedAttestation, SignerEvidence]] = []
+        for n, statement in enumerate(shape_statements(shape, nodes)):
+            envelope = sign_envelope(statement.to_bytes(), [signer])
+            batch.append((parse_attestation(envelope.to_json(), source=f"{shape}:{n}"), UNVERIFIED))
+            if len(batch) == 500:
+                store.add_many(batch)
+                batch = []
+        store.add_many(batch)
+        store.optimize()
+    return {"load_s": round(time.perf_counter() - started, 1)}
+
+
+_LINEAGE_CHILD = """
+import json, sys, time
+from mlprov.cli.main import main
+code = main(sys.argv[1:])
+with open("/proc/self/status") as status:
+    peak = next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmHWM:"))
+print(json.dumps({"code": code, "peak": peak}), file=sys.stderr)
+"""
+
+
+def lineage_process(
+    location: str, digest: str, fmt: str, out: Path, direction: str = "--up"
+) -> dict[str, Any]:
+    """`mlprov lineage DIGEST --up --format FMT --out OUT` as a new process: wall time
+    (interpreter start-up included), its own peak memory, and the output's size."""
+    import subprocess
+    import sys
+
+    out.unlink(missing_ok=True)
+    command = [sys.executable, "-c", _LINEAGE_CHILD, "lineage", digest, direction, "--format", fmt,
+               "--out", str(out), "--store", location]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, check=False)
+    seconds = time.perf_counter() - started
+    report = json.loads(done.stderr.decode().strip().splitlines()[-1])
+    assert report["code"] == 0, done.stderr.decode()
+    return {
+        "s": round(seconds, 2),
+        "peak_mb": round(report["peak"] / 1e6),
+        "out_mb": round(out.stat().st_size / 1e6, 1),
+    }
+
+
+def run_shapes(directory: Path) -> dict[str, Any]:
+    """Both shapes, every format, each against its target."""
+    results: dict[str, Any] = {}
+    for shape in ("chain", "dense"):
+        location = str(directory / f"{shape}.sqlite3")
+        figures: dict[str, Any] = build_shape(shape, location)
+        top = "sha256:" + _node(shape, SHAPE_NODES - 1)
+        with open_store(location) as store:
+            started = time.perf_counter()
+            graph = store.lineage_up(top)
+            figures["walk_s"] = round(time.perf_counter() - started, 2)
+            figures["nodes"], figures["edges"] = len(graph.nodes), len(graph.edges)
+            assert len(graph.nodes) == SHAPE_NODES, len(graph.nodes)
+            del graph
+        for fmt in ("tree", "json", "dot", "mermaid"):
+            figures[fmt] = lineage_process(location, top, fmt, directory / f"{shape}.{fmt}")
+        bottom = "sha256:" + _node(shape, 0)
+        figures["json --down"] = lineage_process(
+            location, bottom, "json", directory / f"{shape}.down.json", "--down"
+        )
+        results[shape] = figures
+    return results
+
+
+def print_shape_targets(results: dict[str, Any]) -> None:
+    for shape, figures in results.items():
+        limit = SHAPE_TARGETS[shape]
+        for fmt in ("tree", "json", "dot", "mermaid", "json --down"):
+            got = figures[fmt]
+            time_ok = "met" if got["s"] < limit else "NOT MET"
+            peak_ok = "met" if got["peak_mb"] < PEAK_TARGET_MB else "NOT MET"
+            print(
+                f"{shape} ({figures['nodes']} nodes, {figures['edges']} edges) {fmt}:"
+                f" {got['s']} s (target < {limit:.0f} s: {time_ok}),"
+                f" peak {got['peak_mb']} MB (target < {PEAK_TARGET_MB} MB: {peak_ok}),"
+                f" output {got['out_mb']} MB"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--store", help="SQLite path or postgresql:// URL (default: a temp file)")
     parser.add_argument("--batch", type=int, default=1000, help="attestations per transaction")
     parser.add_argument("--queries", type=int, default=200, help="lineage queries of each kind")
+    parser.add_argument(
+        "--only",
+        choices=("store", "lineage"),
+        help="only the bulk store measures, or only the two big lineage shapes",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        location = args.store or str(Path(tmp) / "bench.sqlite3")
-        print(json.dumps(run(args.count, location, args.batch, args.queries), indent=2))
+        if args.only != "lineage":
+            location = args.store or str(Path(tmp) / "bench.sqlite3")
+            print(json.dumps(run(args.count, location, args.batch, args.queries), indent=2))
+        if args.only != "store":
+            shapes = run_shapes(Path(tmp))
+            print(json.dumps(shapes, indent=2))
+            print_shape_targets(shapes)
 
 
 if __name__ == "__main__":

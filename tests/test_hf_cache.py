@@ -409,7 +409,7 @@ def test_every_tree_command_follows_other_links_only_when_asked(tmp_path: Path) 
         ["digest", model],
         ["attest", "train", "--model", model, *quiet, "--out", tmp_path / "t.json"],
         ["attest", "eval", "--model", model, "--metrics", metrics, "--out", tmp_path / "e.json"],
-        ["run", "--step", "s", "--products", model, *quiet, "--out", tmp_path / "r.json",
+        ["run", "--step", "s", "--products", model, *quiet, "--out", tmp_path / "r.json", "--force",
          "--", "true"],
         ["model", "sign", model, "--key", priv, "--out", tmp_path / "m.sig"],
         ["model", "verify", model, "--signature", tmp_path / "m.sig", "--key", pub],

@@ -44,6 +44,7 @@ from mlprov.predicates.slsa_provenance import (
     RunDetails,
     RunOutcome,
     SLSAProvenance,
+    UndigestedProduct,
     build_type_uri,
 )
 from mlprov.predicates.test_result import TestResult, Threshold
@@ -381,8 +382,17 @@ class TrainingRun:
             return GitSource(absent="not recorded (no source directory given)")
         return collect_git(self.source_dir)
 
-    def statement(self, *, exit_code: int | None = None, error: str | None = None) -> Statement:
-        """Build the Statement from what was recorded (without writing anything)."""
+    def statement(
+        self,
+        *,
+        exit_code: int | None = None,
+        error: str | None = None,
+        undigested: Sequence[UndigestedProduct] = (),
+    ) -> Statement:
+        """Build the Statement from what was recorded (without writing anything).
+
+        `undigested` are declared products that could not be digested: the run is failed.
+        """
         subjects = list(self._subjects)
         if not subjects:
             if error is None and (exit_code in (None, 0)):
@@ -413,9 +423,12 @@ class TrainingRun:
         byproducts = list(self._byproducts) + self._manifest_descriptors()
         outcome = None
         if self.observed or exit_code is not None or error is not None:
-            failed = error is not None or (exit_code not in (None, 0))
+            failed = error is not None or (exit_code not in (None, 0)) or bool(undigested)
             outcome = RunOutcome(
-                outcome="failed" if failed else "succeeded", exitCode=exit_code, error=error
+                outcome="failed" if failed else "succeeded",
+                exitCode=exit_code,
+                error=error,
+                undigested=list(undigested) or None,
             )
         finished = self.finished_on or (utc_now() if self.observed else None)
         metadata = BuildMetadata.model_validate(
@@ -476,11 +489,17 @@ class TrainingRun:
             )
         return out
 
-    def finish(self, *, exit_code: int | None = None, error: str | None = None) -> Statement:
+    def finish(
+        self,
+        *,
+        exit_code: int | None = None,
+        error: str | None = None,
+        undigested: Sequence[UndigestedProduct] = (),
+    ) -> Statement:
         """Build the Statement and write it (and dataset manifests) to `out`, once."""
         if self._finished is not None:
             return self._finished
-        statement = self.statement(exit_code=exit_code, error=error)
+        statement = self.statement(exit_code=exit_code, error=error, undigested=undigested)
         if self.out is not None:
             targets = [self.out]
             if self.write_manifests:

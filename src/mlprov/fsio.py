@@ -7,11 +7,12 @@ file beside the target, then renamed into place.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,13 +30,65 @@ def check_writable(path: Path, *, force: bool) -> None:
         raise InputError(f"directory {parent} does not exist")
 
 
+def _try_lock(fd: int, *, wait: bool) -> bool:
+    """An exclusive advisory lock on an open file (released when it is closed, or its
+    process dies); False if another process holds it. Without fcntl: never locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return not wait
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def temp_files_of(path: Path) -> list[Path]:
+    """The temp files `atomic_writer` makes beside `path`: `.{name}.*.tmp`."""
+    path = Path(path)
+    pattern = os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.tmp")
+    return [Path(p) for p in sorted(glob.glob(pattern))]
+
+
+def remove_stale_temp(tmp: Path) -> bool:
+    """Delete a temp file of `atomic_writer` whose writer is gone (killed before it could
+    rename or delete it); a live writer holds a lock on its temp file, which is kept."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    try:
+        if not _try_lock(fd, wait=False):
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        return True
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
-def atomic_writer(path: Path, *, force: bool = False, mode: int = 0o644) -> Iterator[IO[bytes]]:
-    """Yield a binary file whose contents replace `path` only when the block succeeds."""
+def atomic_writer(
+    path: Path,
+    *,
+    force: bool = False,
+    mode: int = 0o644,
+    on_temp: Callable[[Path], None] | None = None,
+) -> Iterator[IO[bytes]]:
+    """Yield a binary file whose contents replace `path` only when the block succeeds.
+
+    The temp file (`.{name}.*.tmp` beside `path`, told to `on_temp`) is locked while it
+    is written, so a later writer can tell one left by a killed process and remove it.
+    """
     path = Path(path)
     check_writable(path, force=force)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    lock = os.dup(fd)  # held until the temp file is renamed or deleted
+    _try_lock(lock, wait=True)
     try:
+        if on_temp is not None:
+            on_temp(Path(tmp))
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
@@ -48,6 +101,8 @@ def atomic_writer(path: Path, *, force: bool = False, mode: int = 0o644) -> Iter
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(lock)
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, force: bool = False, mode: int = 0o644) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,9 @@ from mlprov.cli._common import byte_progress, follow_symlinks_option
 from mlprov.cli.store import store_option
 from mlprov.digest import DigestCache, digest_file, digest_tree
 from mlprov.errors import InputError, MlprovError
-from mlprov.fsio import write_bytes_atomic
+from mlprov.fsio import atomic_writer, write_bytes_atomic
 from mlprov.store import FORMATS, LineageGraph, open_store, parse_digest
-from mlprov.store.render import render
+from mlprov.store.render import iter_render, printable
 
 #: Picture formats, drawn by mlprov.report.svg (png through Graphviz's dot).
 PICTURES = ("svg", "png")
@@ -29,6 +31,7 @@ Examples:
   mlprov lineage ./model --up --format mermaid      # paste into GitHub/GitLab markdown
   mlprov lineage ./model --up --format dot | dot -Tsvg > lineage.svg
   mlprov lineage ./model --up --format svg --out lineage.svg   # no Graphviz needed
+  mlprov lineage ./model --up --max-depth 3 --max-nodes 500
 """
 
 
@@ -112,23 +115,10 @@ def facts_line(facts: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _with_facts(text: str, fmt: str, graph: LineageGraph, facts: dict[str, dict[str, Any]]) -> str:
-    if not facts:
-        return text
-    if fmt == "json":
-        try:
-            document = json.loads(text)
-        except ValueError:
-            return text
-        if isinstance(document, dict):
-            document["modelFacts"] = facts
-            return json.dumps(document, indent=2, sort_keys=True) + "\n"
-        return text
-    if fmt != "tree":
-        return text
-    lines = [f"model facts  {graph.nodes[d].label}: {facts_line(f)}"
-             for d, f in sorted(facts.items())]  # fmt: skip
-    return text + "\n".join(lines) + "\n"
+def _facts_lines(graph: LineageGraph, facts: dict[str, dict[str, Any]]) -> Iterator[str]:
+    """`model facts  NAME: ...` lines after the tree, one per artifact with facts."""
+    for digest, found in sorted(facts.items()):
+        yield f"model facts  {printable(graph.nodes[digest].label)}: {facts_line(found)}\n"
 
 
 @click.command(epilog=EPILOG)
@@ -151,6 +141,11 @@ def _with_facts(text: str, fmt: str, graph: LineageGraph, facts: dict[str, dict[
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--max-depth", type=click.IntRange(min=0), help="Follow at most this many steps.")
 @click.option(
+    "--max-nodes",
+    type=click.IntRange(min=1),
+    help="Show at most this many artifacts (the nearest first); what is cut is listed.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write to this file instead of stdout.",
@@ -167,6 +162,7 @@ def lineage(
     fmt: str,
     as_json: bool,
     max_depth: int | None,
+    max_nodes: int | None,
     out: Path | None,
     force: bool,
     follow_symlinks: bool,
@@ -178,7 +174,8 @@ def lineage(
     recursively (datasets, base models, code, configs); --down follows every attestation
     that used it as a material forward (the impact of a bad input). Each edge shows the
     step and who signed it. Cycles and inputs without a digest are reported, not
-    followed. Exit 1 when the store knows nothing about the artifact.
+    followed; so is what --max-depth and --max-nodes cut. Output is written as it is
+    produced. Exit 1 when the store knows nothing about the artifact.
     """
     if direction is None:
         raise InputError("give --up (where it came from) or --down (what was built from it)")
@@ -188,10 +185,8 @@ def lineage(
         fmt = "json"
     digest = resolve_target(target, follow_symlinks=follow_symlinks)
     with open_store(store_location) as opened:
-        if direction == "up":
-            graph = opened.lineage_up(digest, max_depth=max_depth)
-        else:
-            graph = opened.lineage_down(digest, max_depth=max_depth)
+        walk = opened.lineage_up if direction == "up" else opened.lineage_down
+        graph = walk(digest, max_depth=max_depth, max_nodes=max_nodes)
         location = opened.location
         facts = model_facts_of(opened, graph) if graph.found else {}
     if not graph.found:
@@ -200,20 +195,41 @@ def lineage(
     if fmt in PICTURES and not only_models:
         _write_picture(graph, fmt, out, force)
         return
+    pieces: Iterable[str]
     if only_models:
         ends = graph.end_artifacts()
         if fmt == "json":
-            text = _ends_json(graph, ends)
+            pieces = [_ends_json(graph, ends)]
         else:
-            text = "".join(f"{d}  {graph.nodes[d].label}\n" for d in ends)
+            pieces = (f"{d}  {printable(graph.nodes[d].label)}\n" for d in ends)
     else:
-        text = render(graph, fmt, color=out is None and fmt == "tree" and sys.stdout.isatty())
-        text = _with_facts(text, fmt, graph, facts)
+        color = out is None and fmt == "tree" and sys.stdout.isatty()
+        extra: dict[str, object] | None = {"modelFacts": facts} if facts else None
+        pieces = iter_render(graph, fmt, color=color, extra=extra)
+        if fmt == "tree" and facts:
+            pieces = itertools.chain(pieces, _facts_lines(graph, facts))
     if out is not None:
-        write_bytes_atomic(out, text.encode(), force=force)
+        with atomic_writer(out, force=force) as handle:
+            for text in _batched(pieces):
+                handle.write(text.encode())
         click.echo(f"wrote {fmt} lineage of {digest} to {out}", err=True)
     else:
-        click.echo(text, nl=False)
+        for text in _batched(pieces):
+            click.echo(text, nl=False)
+
+
+def _batched(pieces: Iterable[str], size: int = 1 << 20) -> Iterator[str]:
+    """Pieces of text joined into writes of about `size` characters."""
+    batch: list[str] = []
+    length = 0
+    for piece in pieces:
+        batch.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield "".join(batch)
+            batch, length = [], 0
+    if batch:
+        yield "".join(batch)
 
 
 def _ends_json(graph: LineageGraph, ends: list[str]) -> str:

@@ -2,11 +2,15 @@
 
 A failing command still leaves its record (marked failed), and mlprov exits with the
 command's own exit code, so `mlprov run` can stand in for the command in a pipeline.
+Once the command has run, its record is always written: a product that is missing or
+cannot be digested (a symlink, a FIFO, an unreadable file, one changed while hashed)
+makes the record failed and says why, instead of leaving none.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -20,6 +24,11 @@ from mlprov.collect.builder import utc_now
 from mlprov.collect.config import parse_overrides
 from mlprov.errors import InputError
 from mlprov.fsio import check_writable
+from mlprov.predicates.slsa_provenance import UndigestedProduct
+
+#: mlprov's exit code when the command succeeded but a product could not be digested
+#: (as for any input mlprov cannot use); a failed command's own code wins.
+UNDIGESTED_EXIT = 2
 
 EPILOG = """\b
 Examples:
@@ -139,25 +148,46 @@ def run(
         recorder.material(path)
     recorder.started_on = utc_now()
     code, error = _execute(command)
-    missing = [p for p in products if not p.exists()]
+    command_code = code
+    # From here on the command has run: nothing may stop its record being written.
+    missing = [p for p in products if not os.path.lexists(p)]
+    undigested: list[UndigestedProduct] = []
     for path in products:
-        if path.exists():
+        if not os.path.lexists(path):
+            continue
+        try:
             recorder.product(path)
+        except InputError as exc:
+            undigested.append(UndigestedProduct(path=str(path), reason=str(exc)))
+    exit_code = code
     if error is None and missing:
         error = f"product {missing[0]} was not created"
-        code = code or 1
-    statement = recorder.finish(exit_code=code, error=error)
-    summary = {"out": str(out), "exitCode": code, "error": error, "step": step}
+        code = exit_code = code or 1
+    messages = [error] if error else []
+    messages += [f"product {u.path} could not be digested: {u.reason}" for u in undigested]
+    if undigested:
+        more = f" (and {len(undigested) - 1} more)" if len(undigested) > 1 else ""
+        error = error or messages[0] + more
+        exit_code = exit_code or UNDIGESTED_EXIT
+    statement = recorder.finish(exit_code=code, error=error, undigested=undigested)
+    summary = {
+        "out": str(out),
+        "exitCode": exit_code,
+        "commandExitCode": command_code,
+        "error": error,
+        "step": step,
+        "undigested": [u.model_dump() for u in undigested],
+    }
     if as_json:
         click.echo(json.dumps(summary, sort_keys=True), err=True)
     else:
-        state = "failed" if error or code else "succeeded"
+        state = "failed" if error or exit_code else "succeeded"
         names = ", ".join(s.name or "?" for s in statement.subject)
-        click.echo(f"mlprov: {step} {state} (exit {code}); wrote {out} [{names}]", err=True)
-        if error:
-            click.echo(f"mlprov: {error}", err=True)
-    if code:
-        ctx.exit(code)
+        click.echo(f"mlprov: {step} {state} (exit {exit_code}); wrote {out} [{names}]", err=True)
+        for message in messages:
+            click.echo(f"mlprov: {message}", err=True)
+    if exit_code:
+        ctx.exit(exit_code)
 
 
 def _execute(command: tuple[str, ...]) -> tuple[int, str | None]:

@@ -1,4 +1,4 @@
-"""`mlprov store`: add signed attestations to the store, list, show and export them."""
+"""`mlprov store`: add signed attestations to the store, list, show, export and check them."""
 
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ Examples:
   mlprov store ls --step train
   mlprov store show sha256:<attestation or artifact digest>
   mlprov store export --all --out everything.intoto.jsonl
+  mlprov store check
   mlprov store ls --store postgresql://mlprov@db.internal/provenance
 """
 
@@ -401,17 +402,77 @@ def export(
         raise InputError("give DIGEST... or --all (not both)")
     if export_all and direction:
         raise InputError("--up/--down apply to DIGEST..., not --all")
+    from mlprov.store.exports import export_in_progress, sweep
+
     with open_store(store_location) as opened:
         selected = None if export_all else _select(opened, digests, direction)
         count = 0
-        with atomic_writer(out, force=force) as handle:
+        removed = sweep(location=opened.location, target=out)  # left by killed exports
+        with (
+            export_in_progress(opened.location, out) as register,
+            atomic_writer(out, force=force, on_temp=register) as handle,
+        ):
             for _digest, raw in opened.iter_raw(selected):
                 handle.write(raw.rstrip(b"\n") + b"\n")
                 count += 1
     if as_json:
-        echo_json({"out": str(out), "count": count})
+        echo_json({"out": str(out), "count": count, "removedTempFiles": [str(p) for p in removed]})
+        return
+    for path in removed:
+        click.echo(f"removed {path}, left by an export that was killed", err=True)
+    click.echo(f"exported {count} attestation(s) to {out}")
+
+
+CHECK_EPILOG = """\b
+Examples:
+  mlprov store check                          # the per-user store (or $MLPROV_STORE)
+  mlprov store check --store team.sqlite3 --quick
+  mlprov store check --store postgresql://mlprov@db.internal/provenance --json
+"""
+
+
+@store.command(epilog=CHECK_EPILOG)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="SQLite: PRAGMA quick_check (no index-to-table cross-check) instead of integrity_check.",
+)
+@store_option
+@json_option
+@click.pass_context
+def check(ctx: click.Context, quick: bool, store_location: str | None, as_json: bool) -> None:
+    """Check that the store is intact: pages, schema, bytes, index. Exit 1 if damaged.
+
+    Reads the store and changes nothing in it (it is neither created nor migrated);
+    removes the temp files of exports that were killed before they finished.
+    """
+    from mlprov.store.check import check_store
+    from mlprov.store.store import resolve_location
+
+    report = check_store(resolve_location(store_location), quick=quick)
+    if as_json:
+        echo_json(report.to_dict())
     else:
-        click.echo(f"exported {count} attestation(s) to {out}")
+        for path in report.removed:
+            click.echo(f"removed  {path} (left by an export that was killed)")
+        for finding in report.findings:
+            state = "ok" if finding.ok else "DAMAGED"
+            click.echo(f"{state:8} {finding.check}: {finding.detail}")
+    if report.damaged:
+        problems = sum(not f.ok for f in report.findings)
+        click.echo(
+            f"DAMAGED: store {report.location}: {problems} problem(s); restore it from a"
+            " backup, or export what still reads and add it to a new store",
+            err=True,
+        )
+        ctx.exit(1)
+    if not as_json:
+        count = report.attestations or 0
+        click.echo(
+            f"OK: store {report.location} is intact (schema version {report.schema_version},"
+            f" {count} attestation(s))",
+            err=True,
+        )
 
 
 def _select(opened: Store, digests: tuple[str, ...], direction: str | None) -> set[str]:

@@ -2,6 +2,8 @@
 
 Every read is checked against the file's stat before and after: a file that grows,
 shrinks or is rewritten while it is hashed raises FileChangedError, never a wrong digest.
+The check compares ctime too: a writer can restore a file's mtime (`os.utime`), but
+setting it changes the ctime, which only the kernel sets.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from mlprov.digest.algorithms import new_hasher
+from mlprov.digest.cache import stamp
 from mlprov.errors import FileChangedError, InputError
 
 #: Bytes read per system call for large files (hashlib releases the GIL on these); the
@@ -51,14 +54,14 @@ def _open(path: str, *, nofollow: bool) -> int:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
 
 
+def changed_error(path: str) -> FileChangedError:
+    """The one error every hashing path raises for a file that changed under it."""
+    return FileChangedError(f"{path}: file changed while it was being hashed")
+
+
 def _unchanged(path: str, before: os.stat_result, after: os.stat_result) -> None:
-    if (before.st_size, before.st_mtime_ns, before.st_ino, before.st_dev) != (
-        after.st_size,
-        after.st_mtime_ns,
-        after.st_ino,
-        after.st_dev,
-    ):
-        raise FileChangedError(f"{path}: file changed while it was being hashed")
+    if stamp(before) != stamp(after):  # the digest cache's key: dev, ino, size, mtime, ctime
+        raise changed_error(path)
 
 
 def hash_file(
@@ -69,13 +72,21 @@ def hash_file(
     progress: ProgressCallback | None = None,
     threads: int = 1,
     chunk_size: int = CHUNK_SIZE,
+    expected: os.stat_result | None = None,
 ) -> HashedFile:
-    """Digest the whole of one regular file, streaming with a fixed-size buffer."""
+    """Digest the whole of one regular file, streaming with a fixed-size buffer.
+
+    With `expected` (the stat a walk took), the file must still match it when opened.
+    """
     fd = _open(path, nofollow=nofollow)
     try:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
+            if expected is not None:  # a regular file when walked: swapped since
+                raise changed_error(path)
             raise InputError(f"{path} is not a regular file")
+        if expected is not None:
+            _unchanged(path, expected, before)
         hasher = new_hasher(algorithm, max_threads=threads)
         size = before.st_size
         total = 0
@@ -93,7 +104,7 @@ def hash_file(
                 progress(len(data))
         after = os.fstat(fd)
         if total != before.st_size:
-            raise FileChangedError(f"{path}: file changed while it was being hashed")
+            raise changed_error(path)
         _unchanged(path, before, after)
         return HashedFile(hasher.digest().hex(), total, before)
     finally:
@@ -118,7 +129,7 @@ def hash_small_file(
     """
     constructor = _SMALL_HASHERS.get(algorithm)
     if constructor is None or (expected is not None and expected.st_size > SMALL_FILE):
-        return _checked(hash_file(path, algorithm, nofollow=nofollow), path, expected)
+        return hash_file(path, algorithm, nofollow=nofollow, expected=expected)
     fd = _open(path, nofollow=nofollow)
     try:
         if expected is None:
@@ -141,16 +152,9 @@ def hash_small_file(
         if fd >= 0:
             os.close(fd)
     if len(data) != size or not stat.S_ISREG(after.st_mode):
-        raise FileChangedError(f"{path}: file changed while it was being hashed")
+        raise changed_error(path)
     _unchanged(path, before, after)
     return HashedFile(constructor(data).hexdigest(), size, before)
-
-
-def _checked(hashed: HashedFile, path: str, expected: os.stat_result | None) -> HashedFile:
-    """`hashed`, if it was computed under the stat a walk expected (when there is one)."""
-    if expected is not None:
-        _unchanged(path, expected, hashed.st)
-    return hashed
 
 
 def hash_shard(

@@ -18,8 +18,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlprov.digest.cache import DigestCache, stamp
-from mlprov.digest.hashing import LARGE_FILE, hash_small_file
+from mlprov.digest.cache import DigestCache, Stamp, stamp
+from mlprov.digest.hashing import LARGE_FILE, changed_error, hash_small_file
 from mlprov.digest.manifest import FileEntry
 from mlprov.digest.walk import FileInfo, Subtree, WalkContext, walk_subtree
 
@@ -43,23 +43,25 @@ def fork_is_safe(workers: int, count: int) -> bool:
     )
 
 
-def _hash_batch(paths: list[str], algorithm: str, nofollow: bool) -> list[_Row]:
+def _hash_batch(files: list[tuple[str, Stamp]], algorithm: str, nofollow: bool) -> list[_Row]:
     rows = []
-    for path in paths:
+    for path, expected in files:
         hashed = hash_small_file(path, algorithm, nofollow=nofollow)
-        st = hashed.st
-        rows.append(
-            (hashed.digest, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        )
+        hashed_under = stamp(hashed.st)
+        if hashed_under != expected:  # changed between the walk and the hashing
+            raise changed_error(path)
+        rows.append((hashed.digest, *hashed_under))
     return rows
 
 
 @dataclass(frozen=True, slots=True)
 class SmallFile:
-    """What a worker needs to hash one file, and the name its digest is filed under."""
+    """What a worker needs to hash one file (its path, and the stamp of the stat the walk
+    took, which the file must still match), and the name its digest is filed under."""
 
     path: str
     name: str
+    expected: Stamp
 
 
 class ForkedHashing:
@@ -71,7 +73,9 @@ class ForkedHashing:
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         self._batches = [files[i : i + BATCH_FILES] for i in range(0, len(files), BATCH_FILES)]
         self._futures: list[Future[list[_Row]]] = [
-            self._pool.submit(_hash_batch, [f.path for f in batch], algorithm, nofollow)
+            self._pool.submit(
+                _hash_batch, [(f.path, f.expected) for f in batch], algorithm, nofollow
+            )
             for batch in self._batches
         ]
 

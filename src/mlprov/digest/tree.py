@@ -210,7 +210,12 @@ def _run(
             return task.name, stamp(small_file.st), small_file.digest
         if task.end < 0:
             hashed = hash_file(
-                task.info.path, algorithm, nofollow=nofollow, progress=progress, threads=threads
+                task.info.path,
+                algorithm,
+                nofollow=nofollow,
+                progress=progress,
+                threads=threads,
+                expected=task.info.st,
             )
             return task.name, stamp(hashed.st), hashed.digest
         hashed = hash_shard(
@@ -229,7 +234,7 @@ def _run(
     forked = None
     if fork_is_safe(workers, len(whole_small)):
         # Fork before any thread of ours exists; the workers take every small file.
-        files = [SmallFile(t.info.path, t.name) for t in whole_small]
+        files = [SmallFile(t.info.path, t.name, stamp(t.info.st)) for t in whole_small]
         forked = ForkedHashing(files, algorithm, workers=workers, nofollow=nofollow)
         small = [t for t in small if t.end >= 0]
     if (not large or workers == 1) and forked is None:

@@ -90,6 +90,15 @@ class BuildMetadata(_Open):
     finishedOn: str | None = Field(default=None, pattern=TIMESTAMP_PATTERN)
 
 
+class UndigestedProduct(BaseModel):
+    """A declared product that exists but could not be digested, so is not a subject."""
+
+    model_config = ConfigDict(extra="allow")
+
+    path: str = Field(description="The product as declared")
+    reason: str = Field(description="Why it could not be digested, in one line")
+
+
 class RunOutcome(BaseModel):
     """mlprov's extension of BuildMetadata: how the run ended (key `mlprov_outcome`)."""
 
@@ -98,6 +107,10 @@ class RunOutcome(BaseModel):
     outcome: Literal["succeeded", "failed"]
     exitCode: int | None = None
     error: str | None = Field(default=None, description="Why the run failed, in one line")
+    undigested: list[UndigestedProduct] | None = Field(
+        default=None,
+        description="Declared products that could not be digested (the run is then failed)",
+    )
 
 
 class RunDetails(_Open):

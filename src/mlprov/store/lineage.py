@@ -1,18 +1,23 @@
 """Lineage over the store: walk up from a model to everything it was built from, or down
 from a dataset to everything built from it.
 
-A walk is breadth-first, one batched query per level (digests in chunks), so its cost is
-the number of levels, not the number of artifacts. Each artifact is expanded once: a
-diamond is drawn once, and a cycle ends the walk where it closes and is reported.
+A walk is breadth-first, a few batched queries per level (digests in chunks), so its cost
+follows the nodes and edges it reports, not the size of the store. Each artifact is
+expanded once: a diamond is drawn once, and a cycle ends the walk where it closes and is
+reported. `max_depth` and `max_nodes` bound a walk; what they cut is recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, Literal, NamedTuple, TypeVar
 
-from mlprov.store.backend import Database
+from mlprov.store.backend import Cursor, Database
 
 Direction = Literal["up", "down"]
 T = TypeVar("T")
@@ -20,7 +25,7 @@ T = TypeVar("T")
 CHUNK = 500
 
 
-@dataclass
+@dataclass(slots=True)
 class ArtifactNode:
     """An artifact reached by a walk: its digest, the names attestations give it, its depth."""
 
@@ -37,9 +42,12 @@ class ArtifactNode:
             self.names.append(name)
 
 
-@dataclass(frozen=True)
-class LineageEdge:
-    """`material` went into the attestation's step, which produced `product`."""
+class LineageEdge(NamedTuple):
+    """`material` went into the attestation's step, which produced `product`.
+
+    A NamedTuple, its strings shared with the graph's nodes and attestations: a dense
+    lineage has a million of them.
+    """
 
     material: str
     product: str
@@ -88,26 +96,46 @@ class LineageGraph:
     Edges always point the way data flowed (material → product), whichever the direction
     of the walk. `unattested` (up walks only) are artifacts no stored attestation claims
     to have produced: raw sources, or provenance missing from the store. `truncated` are
-    artifacts not expanded because of `max_depth`; `missing` are inputs named without a
-    digest, which no walk can follow.
+    artifacts not expanded because of `max_depth`; `cut` are artifacts some of whose
+    edges lead to artifacts beyond `max_nodes` (`cut_edges` of them, not shown);
+    `missing` are inputs named without a digest, which no walk can follow.
     """
 
     root: str
     direction: Direction
     found: bool
     max_depth: int | None = None
+    max_nodes: int | None = None
     nodes: dict[str, ArtifactNode] = field(default_factory=dict)
     edges: list[LineageEdge] = field(default_factory=list)
     cycles: list[list[str]] = field(default_factory=list)
     missing: list[MissingLink] = field(default_factory=list)
     unattested: list[str] = field(default_factory=list)
     truncated: list[str] = field(default_factory=list)
+    cut: dict[str, int] = field(default_factory=dict)
+    _index: dict[str, list[LineageEdge]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _indexed: int = field(default=-1, init=False, repr=False, compare=False)
+
+    @property
+    def cut_edges(self) -> int:
+        """Edges not shown because they lead beyond `max_nodes`."""
+        return sum(self.cut.values())
+
+    def outgoing_index(self) -> dict[str, list[LineageEdge]]:
+        """Artifact -> the edges leading away from the root out of it (do not modify)."""
+        if self._indexed != len(self.edges):  # built once, rebuilt if edges were added
+            index: dict[str, list[LineageEdge]] = {}
+            up = self.direction == "up"
+            for edge in self.edges:
+                index.setdefault(edge.product if up else edge.material, []).append(edge)
+            self._index, self._indexed = index, len(self.edges)
+        return self._index
 
     def outgoing(self, digest: str) -> list[LineageEdge]:
         """Edges leading away from the root out of `digest` (up: to its materials)."""
-        if self.direction == "up":
-            return [e for e in self.edges if e.product == digest]
-        return [e for e in self.edges if e.material == digest]
+        return list(self.outgoing_index().get(digest, ()))
 
     def far_end(self, edge: LineageEdge) -> str:
         """The artifact an edge leads to, seen from the root."""
@@ -116,7 +144,7 @@ class LineageGraph:
     def end_artifacts(self) -> list[str]:
         """Where the walk ends: down, the last artifacts built (released models); up, the
         original inputs (raw data, code, base models nobody attests)."""
-        has_out = {e.product if self.direction == "up" else e.material for e in self.edges}
+        has_out = self.outgoing_index()
         return sorted(d for d in self.nodes if d != self.root and d not in has_out)
 
     def attestations(self) -> list[str]:
@@ -129,17 +157,40 @@ class LineageGraph:
             "direction": self.direction,
             "found": self.found,
             "maxDepth": self.max_depth,
-            "nodes": [
-                {"digest": n.digest, "names": n.names, "depth": n.depth}
-                for n in sorted(self.nodes.values(), key=lambda n: (n.depth, n.digest))
-            ],
+            "maxNodes": self.max_nodes,
+            "nodes": [node_dict(n) for n in self.sorted_nodes()],
             "edges": [e.to_dict() for e in self.edges],
             "ends": self.end_artifacts(),
             "cycles": self.cycles,
             "missing": [m.to_dict() for m in self.missing],
             "unattested": self.unattested,
             "truncated": self.truncated,
+            "cut": dict(sorted(self.cut.items())),
+            "cutEdges": self.cut_edges,
         }
+
+    def sorted_nodes(self) -> list[ArtifactNode]:
+        """The nodes nearest the root first, then by digest."""
+        return sorted(self.nodes.values(), key=lambda n: (n.depth, n.digest))
+
+
+def node_dict(node: ArtifactNode) -> dict[str, Any]:
+    """A node as `LineageGraph.to_dict` lists it."""
+    return {"digest": node.digest, "names": node.names, "depth": node.depth}
+
+
+@contextlib.contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a walk builds its graph: a million edges
+    are a million tracked objects, each young-generation pass walking them again (measured
+    at half the time of a dense walk). Nothing a walk builds is a reference cycle."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -152,28 +203,33 @@ def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
-# Up: attestations whose subject is in the frontier, with each of their materials.
-_UP = """
-SELECT s.digest, s.name, a.id, a.digest, a.predicate_type, a.build_type, a.step, a.verified,
-       m.digest, m.name, m.uri
-FROM artifacts s
-JOIN attestations a ON a.id = s.attestation
-LEFT JOIN artifacts m ON m.attestation = s.attestation AND m.role = 'material'
-     AND m.main_digest = 1
-WHERE s.role = 'subject' AND s.digest IN ({marks})
-ORDER BY a.id, m.position
+# The attestations naming a frontier digest on the near side (up: as a subject; down: as
+# a material), one row each.
+_NEAR = """
+SELECT digest, name, attestation FROM artifacts
+WHERE role = ? AND digest IN ({marks})
+ORDER BY attestation, position
 """
 
-# Down: attestations naming a frontier digest as a material, with each of their subjects.
-_DOWN = """
-SELECT m.digest, m.name, a.id, a.digest, a.predicate_type, a.build_type, a.step, a.verified,
-       p.digest, p.name, p.uri
-FROM artifacts m
-JOIN attestations a ON a.id = m.attestation
-JOIN artifacts p ON p.attestation = m.attestation AND p.role = 'subject' AND p.main_digest = 1
-WHERE m.role = 'material' AND m.digest IN ({marks})
-ORDER BY a.id, p.position
+# What an edge needs to know of an attestation.
+_ATTESTATIONS = """
+SELECT id, digest, predicate_type, build_type, step, verified FROM attestations
+WHERE id IN ({marks})
 """
+
+# The far side of those attestations (up: their materials; down: their subjects), by the
+# main digest of each descriptor (NULL for one named without a digest).
+_FAR = """
+SELECT attestation, digest, name, uri FROM artifacts
+WHERE role = ? AND main_digest = 1 AND attestation IN ({marks})
+ORDER BY attestation, position
+"""
+
+_SIGNERS = "SELECT attestation, signer, verified FROM signers WHERE attestation IN ({marks})"
+
+#: What an edge takes from its attestation: digest, predicate type, buildType, step,
+#: signers, verified.
+_Attestation = tuple[str, str, str | None, str | None, tuple[str, ...], bool]
 
 
 class LineageWalker:
@@ -182,95 +238,158 @@ class LineageWalker:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def walk(self, root: str, direction: Direction, *, max_depth: int | None) -> LineageGraph:
-        with self.db.reading() as cur:
-            cur.execute(self.db.sql("SELECT 1 FROM artifacts WHERE digest = ? LIMIT 1"), (root,))
-            graph = LineageGraph(root, direction, cur.fetchone() is not None, max_depth)
-            graph.nodes[root] = ArtifactNode(root, 0)
-            meta: dict[str, tuple[str, str | None, str | None, bool]] = {}
-            keys: dict[int, str] = {}  # attestation id -> digest
-            pairs: list[tuple[str, str, str]] = []  # (material, product, attestation)
-            seen_pairs: set[tuple[str, str, str]] = set()
+    def walk(
+        self,
+        root: str,
+        direction: Direction,
+        *,
+        max_depth: int | None,
+        max_nodes: int | None = None,
+    ) -> LineageGraph:
+        near_role, far_role = (
+            ("subject", "material") if direction == "up" else ("material", "subject")
+        )
+        sql = self.db.sql
+        with _no_gc_pauses(), self.db.reading() as cur:
+            cur.execute(sql("SELECT 1 FROM artifacts WHERE digest = ? LIMIT 1"), (root,))
+            graph = LineageGraph(root, direction, cur.fetchone() is not None, max_depth, max_nodes)
+            nodes = graph.nodes
+            nodes[root] = ArtifactNode(root, 0)
+            attestations: dict[int, _Attestation] = {}
             frontier = [root]
             depth = 0
-            query = _UP if direction == "up" else _DOWN
             while frontier:
-                rows: list[Any] = []
+                # Near side: which attestations name each frontier artifact (up: as a
+                # subject; down: as a material). Down a dense lineage that is one row per
+                # edge: rows are taken a chunk of the frontier at a time, kept as ids.
+                nears: dict[int, list[str]] = {}  # attestation id -> near artifacts
+                continued: set[str] = set()
                 for part in chunks(frontier):
-                    cur.execute(self.db.sql(query.format(marks=_marks(len(part)))), tuple(part))
-                    rows.extend(cur.fetchall())
-                continued = {row[0] for row in rows}
+                    cur.execute(sql(_NEAR.format(marks=_marks(len(part)))), (near_role, *part))
+                    for near, near_name, key in cur.fetchall():
+                        node = nodes[near]
+                        if near_name and near_name not in node.names:
+                            node.names.append(near_name)
+                        continued.add(node.digest)
+                        nears.setdefault(key, []).append(node.digest)
                 if direction == "up":
                     graph.unattested.extend(sorted(d for d in frontier if d not in continued))
                 if max_depth is not None and depth >= max_depth:
                     graph.truncated.extend(sorted(d for d in frontier if d in continued))
                     break
+                self._remember(cur, [k for k in nears if k not in attestations], attestations)
                 next_frontier: list[str] = []
-                for near, near_name, key, att, ptype, btype, step, ok, far, far_name, uri in rows:
-                    graph.nodes[near].add_name(near_name)
-                    meta[att] = (ptype, btype, step, bool(ok))
-                    keys[key] = att
-                    if far is None:  # no materials at all, or one without a digest
-                        # A package pinned by a versioned purl (pkg:pypi/x@1.0) is a
-                        # reference, not an artifact lineage follows by digest; any other
-                        # input without a digest (a mutable URL, a bare name) is a gap.
-                        pinned = bool(uri) and uri.startswith("pkg:") and "@" in uri
-                        if (far_name or uri) and not pinned:
-                            link = MissingLink(att, near, far_name or uri, "material has no digest")
-                            if link not in graph.missing:
-                                graph.missing.append(link)
-                        continue
-                    if far not in graph.nodes:
-                        graph.nodes[far] = ArtifactNode(far, depth + 1)
-                        next_frontier.append(far)
-                    graph.nodes[far].add_name(far_name or uri)
-                    pair = (far, near, att) if direction == "up" else (near, far, att)
-                    if pair not in seen_pairs:
-                        seen_pairs.add(pair)
-                        pairs.append(pair)
+                edges = graph.edges
+                up = direction == "up"
+                # The far sides of a few hundred attestations at a time: a level of a
+                # dense lineage has hundreds of thousands of rows.
+                for far_rows in self._far_sides(cur, far_role, list(nears)):
+                    for key, rows in far_rows:
+                        digest, ptype, btype, step, signers, verified = attestations[key]
+                        for near in dict.fromkeys(nears[key]):
+                            seen: set[str] = set()
+                            for _, far, far_name, uri in rows:
+                                if far is None:  # an input without any digest
+                                    self._missing(graph, digest, near, far_name, uri, far_role)
+                                    continue
+                                reached = nodes.get(far)
+                                if reached is None:
+                                    if max_nodes is not None and len(nodes) >= max_nodes:
+                                        graph.cut[near] = graph.cut.get(near, 0) + 1
+                                        continue
+                                    reached = nodes[far] = ArtifactNode(far, depth + 1)
+                                    next_frontier.append(far)
+                                name = far_name or uri
+                                if name and name not in reached.names:
+                                    reached.names.append(name)
+                                far = reached.digest  # one string per artifact, for all edges
+                                if far in seen:
+                                    continue  # the same input named twice by one attestation
+                                seen.add(far)
+                                edges.append(
+                                    LineageEdge(
+                                        far, near, digest, ptype, btype, step, signers, verified
+                                    )
+                                    if up
+                                    else LineageEdge(
+                                        near, far, digest, ptype, btype, step, signers, verified
+                                    )
+                                )
                 frontier = next_frontier
                 depth += 1
-            signers = self._signers(cur, keys)
-        for material, product, att in pairs:
-            ptype, btype, step, verified = meta[att]
-            graph.edges.append(
-                LineageEdge(
-                    material, product, att, ptype, btype, step, signers.get(att, ()), verified
-                )
-            )
-        graph.cycles = find_cycles(graph.nodes, ((e.material, e.product) for e in graph.edges))
+            graph.cycles = find_cycles(graph.nodes, ((e.material, e.product) for e in graph.edges))
         return graph
 
-    def _signers(self, cur: Any, keys: dict[int, str]) -> dict[str, tuple[str, ...]]:
-        """Signers of each attestation: verified ones only, or claimed ones if none verified."""
-        verified: dict[int, list[str]] = {}
-        claimed: dict[int, list[str]] = {}
-        for part in chunks(list(keys)):
-            cur.execute(
-                self.db.sql(
-                    "SELECT attestation, signer, verified FROM signers"
-                    f" WHERE attestation IN ({_marks(len(part))}) ORDER BY signer"
-                ),
-                tuple(part),
-            )
-            for att, signer, ok in cur.fetchall():
-                (verified if ok else claimed).setdefault(att, []).append(signer)
-        return {
-            digest: tuple(verified.get(key) or claimed.get(key) or ())
-            for key, digest in keys.items()
-        }
+    def _remember(self, cur: Cursor, fresh: list[int], known: dict[int, _Attestation]) -> None:
+        """Add the attestations first met at this level, with their signers: the verified
+        ones, or the claimed ones if none verified."""
+        for part in chunks(fresh):
+            marks = _marks(len(part))
+            verified: dict[int, list[str]] = {}
+            claimed: dict[int, list[str]] = {}
+            cur.execute(self.db.sql(_SIGNERS.format(marks=marks)), tuple(part))
+            for key, signer, ok in cur.fetchall():
+                (verified if ok else claimed).setdefault(key, []).append(signer)
+            cur.execute(self.db.sql(_ATTESTATIONS.format(marks=marks)), tuple(part))
+            for key, digest, ptype, btype, step, ok in cur.fetchall():
+                signers = tuple(sorted(verified.get(key) or claimed.get(key) or ()))
+                known[key] = (digest, ptype, btype, step, signers, bool(ok))
+
+    def _far_sides(
+        self, cur: Cursor, role: str, keys: list[int]
+    ) -> Iterator[list[tuple[int, list[Any]]]]:
+        """Per chunk of attestation ids: each id with its (id, digest, name, uri) rows on
+        the far side (ids without any are left out)."""
+        for part in chunks(keys):
+            cur.execute(self.db.sql(_FAR.format(marks=_marks(len(part)))), (role, *part))
+            yield [(key, list(rows)) for key, rows in groupby(cur.fetchall(), itemgetter(0))]
+
+    @staticmethod
+    def _missing(
+        graph: LineageGraph,
+        attestation: str,
+        near: str,
+        name: str | None,
+        uri: str | None,
+        role: str,
+    ) -> None:
+        # A package pinned by a versioned purl (pkg:pypi/x@1.0) is a reference, not an
+        # artifact lineage follows by digest; any other input without a digest (a mutable
+        # URL, a bare name) is a gap.
+        pinned = bool(uri) and str(uri).startswith("pkg:") and "@" in str(uri)
+        if (name or uri) and not pinned:
+            link = MissingLink(attestation, near, str(name or uri), f"{role} has no digest")
+            if link not in graph.missing:
+                graph.missing.append(link)
 
 
 def find_cycles(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[list[str]]:
     """Every cycle among the edges, as the sorted digests of each strongly connected
-    component with more than one artifact or a self-loop (Tarjan's algorithm, iterative)."""
-    graph: dict[str, list[str]] = {n: [] for n in nodes}
-    loops: set[str] = set()
+    component with more than one artifact or a self-loop.
+
+    Lineage is almost always acyclic: a topological sort (Kahn's algorithm) first removes
+    every artifact on no cycle, cheaply; Tarjan's algorithm (iterative) then runs on what
+    is left, usually nothing.
+    """
+    full: dict[str, list[str]] = {n: [] for n in nodes}
+    indegree: dict[str, int] = dict.fromkeys(full, 0)
     for a, b in edges:
-        graph.setdefault(a, []).append(b)
-        graph.setdefault(b, [])
-        if a == b:
-            loops.add(a)
+        full.setdefault(a, []).append(b)
+        if b not in full:
+            full[b] = []
+        indegree[b] = indegree.get(b, 0) + 1
+    ready = [n for n in full if not indegree.get(n)]
+    while ready:
+        node = ready.pop()
+        for child in full[node]:
+            indegree[child] -= 1
+            if not indegree[child]:
+                ready.append(child)
+    left = {n for n, count in indegree.items() if count}
+    if not left:
+        return []
+    graph = {n: [c for c in full[n] if c in left] for n in left}
+    loops = {n for n in left if n in graph[n]}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     on_stack: set[str] = set()

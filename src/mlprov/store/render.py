@@ -1,13 +1,17 @@
 """Lineage graphs as text: an indented tree, JSON, Graphviz DOT and Mermaid.
 
 Every format shows each artifact once with its full digest, each edge with its step and
-signer, and the cycles, missing links and truncations the walk reported.
+signer, and the cycles, missing links and cuts the walk reported. Each renderer is a
+generator of text, written as it is produced, in time and memory proportional to the
+nodes and edges shown: text is computed once per artifact and per attestation, the tree
+expands each artifact once (later meetings are references) and is walked iteratively.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 
 from mlprov.display import display_name, one_line
 from mlprov.predicates import (
@@ -18,7 +22,7 @@ from mlprov.predicates import (
     TEST_RESULT_V01,
     VSA_V1,
 )
-from mlprov.store.lineage import LineageEdge, LineageGraph
+from mlprov.store.lineage import LineageEdge, LineageGraph, node_dict
 
 FORMATS = ("tree", "json", "dot", "mermaid")
 _SHORT_TYPES = {
@@ -29,6 +33,9 @@ _SHORT_TYPES = {
     VSA_V1: "vsa",
     OMS_V1: "model-signing",
 }
+#: Artifact levels a tree indents before it continues the branch as a new section below:
+#: a 10,000-step chain must not print lines 80,000 columns wide.
+SECTION_DEPTH = 8
 
 
 def short_type(predicate_type: str) -> str:
@@ -39,7 +46,7 @@ def short_type(predicate_type: str) -> str:
 def edge_step(edge: LineageEdge) -> str:
     """What made the edge: the step name, else the buildType's last word, else the predicate."""
     if edge.step:
-        return display_name(edge.step)
+        return edge.step
     if edge.build_type:
         parts = [p for p in edge.build_type.rstrip("/").split("/") if p]
         if len(parts) >= 2 and parts[-1].startswith("v") and parts[-1][1:].isdigit():
@@ -64,154 +71,371 @@ def edge_signer(edge: LineageEdge, *, short: bool = False) -> str:
     return f"signed by {who}" if edge.verified else f"claims {who} (unverified)"
 
 
+def printable(text: str) -> str:
+    """A name as the terminal may show it: quoted with escapes when it holds control or
+    other unprintable characters (mlprov.display's one rule), so it cannot forge lines."""
+    return display_name(text)
+
+
 def _node_text(graph: LineageGraph, digest: str) -> str:
     node = graph.nodes.get(digest)
     return f"{display_name(node.label)}  {digest}" if node and node.names else digest
 
 
 def notes(graph: LineageGraph) -> list[str]:
-    """One line per cycle, missing link, unattested input and truncation."""
-    notes = []
+    """One line per cycle, missing link, unattested input and cut."""
+    lines = []
     for cycle in graph.cycles:
-        notes.append("cycle: " + " -> ".join(cycle))
+        lines.append("cycle: " + " -> ".join(cycle))
     for link in graph.missing:
-        notes.append(
-            f"missing link: {link.artifact!r} ({link.reason}) in attestation {link.attestation}"
+        lines.append(
+            f"missing link: {printable(link.artifact)!r} ({link.reason}) in attestation"
+            f" {link.attestation}"
         )
     if graph.direction == "up":
         for digest in graph.unattested:
             if digest != graph.root or not graph.edges:
-                notes.append(
+                lines.append(
                     f"unattested input (no provenance in the store): {_node_text(graph, digest)}"
                 )
     for digest in graph.truncated:
-        notes.append(f"not expanded (max depth {graph.max_depth}): {_node_text(graph, digest)}")
-    return notes
-
-
-def render_tree(graph: LineageGraph, *, color: bool = False, width: int = 200) -> str:
-    """An indented tree from the root; artifacts met again are shown once and referenced."""
-    import io
-
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.tree import Tree
-
-    verb = "from" if graph.direction == "up" else "into"
-    top = Tree(f"[bold]{escape(_node_text(graph, graph.root))}[/bold]")
-    expanded = {graph.root}
-    # Iterative depth-first walk: (tree node, artifact, path from the root).
-    stack: list[tuple[Tree, str, tuple[str, ...]]] = [(top, graph.root, (graph.root,))]
-    while stack:
-        branch, digest, path = stack.pop()
-        by_attestation: dict[str, list[LineageEdge]] = {}
-        for edge in graph.outgoing(digest):
-            by_attestation.setdefault(edge.attestation, []).append(edge)
-        pending = []
-        for attestation, edges in by_attestation.items():
-            first = edges[0]
-            step = branch.add(
-                f"[cyan]{escape(edge_step(first))}[/cyan] ({short_type(first.predicate_type)},"
-                f" {escape(edge_signer(first, short=True))},"
-                f" [dim]attestation {_short(attestation)}[/dim]) {verb}:"
+        lines.append(f"not expanded (max depth {graph.max_depth}): {_node_text(graph, digest)}")
+    if graph.cut:
+        lines.append(
+            f"stopped at --max-nodes {graph.max_nodes}: {len(graph.nodes)} artifacts shown;"
+            f" {graph.cut_edges} edge(s) from {len(graph.cut)} of them lead to artifacts not shown"
+        )
+        for digest, count in sorted(graph.cut.items()):
+            lines.append(
+                f"not fully expanded (max nodes {graph.max_nodes}, {count} edge(s) not shown):"
+                f" {_node_text(graph, digest)}"
             )
-            for edge in edges:
-                far = graph.far_end(edge)
-                label = escape(_node_text(graph, far))
-                if far in path:
-                    step.add(f"{label}  [red](cycle)[/red]")
+    return lines
+
+
+class _Style:
+    """ANSI styles for a terminal; nothing when colour is off."""
+
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+    def bold(self, text: str) -> str:
+        return self._wrap("1", text)
+
+    def cyan(self, text: str) -> str:
+        return self._wrap("36", text)
+
+    def dim(self, text: str) -> str:
+        return self._wrap("2", text)
+
+    def red(self, text: str) -> str:
+        return self._wrap("31", text)
+
+
+def _grouped(edges: Iterable[LineageEdge]) -> list[list[LineageEdge]]:
+    """Edges by attestation, in the order the attestations first appear."""
+    groups: dict[str, list[LineageEdge]] = {}
+    for edge in edges:
+        groups.setdefault(edge.attestation, []).append(edge)
+    return list(groups.values())
+
+
+def iter_tree(graph: LineageGraph, *, color: bool = False) -> Iterator[str]:
+    """An indented tree from the root, line by line.
+
+    Each artifact is expanded once, where it is first printed; met again it is printed
+    with `(shown above)`, or `(cycle)` when it is its own ancestor. A branch deeper than
+    SECTION_DEPTH artifacts continues as a numbered section below (`(continued below at
+    [N])`, later meetings `(see [N] below)`), so lines stay short however deep the lineage.
+    """
+    style = _Style(color)
+    verb = "from" if graph.direction == "up" else "into"
+    index = graph.outgoing_index()
+    texts: dict[str, str] = {}
+    steps: dict[str, str] = {}
+    truncated = set(graph.truncated)
+
+    def text(digest: str) -> str:
+        found = texts.get(digest)
+        if found is None:
+            found = texts[digest] = _node_text(graph, digest)
+        return found
+
+    def step_text(edge: LineageEdge) -> str:
+        found = steps.get(edge.attestation)
+        if found is None:
+            found = steps[edge.attestation] = (
+                f"{style.cyan(display_name(edge_step(edge)))}"
+                f" ({display_name(short_type(edge.predicate_type))},"
+                f" {edge_signer(edge, short=True)},"
+                f" {style.dim('attestation ' + _short(edge.attestation))}) {verb}:"
+            )
+        return found
+
+    def marks(digest: str) -> str:
+        extra = ""
+        if digest in truncated:
+            extra += "  " + style.dim(f"(not expanded: max depth {graph.max_depth})")
+        if digest in graph.cut:
+            extra += "  " + style.dim(
+                f"({graph.cut[digest]} more not shown: max nodes {graph.max_nodes})"
+            )
+        return extra
+
+    expanded: set[str] = set()
+    pending: dict[str, int] = {}  # artifact -> the section it continues in, not yet printed
+    sections: deque[tuple[str, int]] = deque()
+    numbers = iter(range(1, 1 << 62))
+
+    def section(start: str) -> Iterator[str]:
+        on_path = {start}
+        expanded.add(start)
+        # A stack of generators, one per artifact being expanded: no recursion.
+        stack: list[tuple[str, Iterator[str | tuple[str, str]]]] = [
+            (start, expand(start, "", 0, on_path))
+        ]
+        while stack:
+            digest, lines = stack[-1]
+            item = next(lines, None)
+            if item is None:
+                stack.pop()
+                on_path.discard(digest)
+            elif isinstance(item, str):
+                yield item
+            else:
+                far, prefix = item
+                on_path.add(far)
+                stack.append((far, expand(far, prefix, len(stack), on_path)))
+
+    def expand(
+        digest: str, prefix: str, level: int, on_path: set[str]
+    ) -> Iterator[str | tuple[str, str]]:
+        groups = _grouped(index.get(digest, ()))
+        for g, edges in enumerate(groups):
+            last_group = g == len(groups) - 1
+            yield f"{prefix}{'└── ' if last_group else '├── '}{step_text(edges[0])}\n"
+            inner = prefix + ("    " if last_group else "│   ")
+            for e, edge in enumerate(edges):
+                last = e == len(edges) - 1
+                far = edge.material if graph.direction == "up" else edge.product
+                head = f"{inner}{'└── ' if last else '├── '}{text(far)}"
+                if far in on_path:
+                    yield f"{head}  {style.red('(cycle)')}\n"
+                elif far in pending:
+                    yield f"{head}  {style.dim(f'(see [{pending[far]}] below)')}\n"
                 elif far in expanded:
-                    step.add(f"{label}  [dim](shown above)[/dim]")
+                    yield f"{head}  {style.dim('(shown above)')}\n"
+                elif far in index and level + 1 >= SECTION_DEPTH:
+                    expanded.add(far)
+                    number = next(numbers)
+                    pending[far] = number
+                    sections.append((far, number))
+                    yield f"{head}{marks(far)}  {style.dim(f'(continued below at [{number}])')}\n"
                 else:
                     expanded.add(far)
-                    pending.append((step.add(label), far, (*path, far)))
-        stack.extend(reversed(pending))
-    out = io.StringIO()
-    console = Console(
-        file=out, force_terminal=color, no_color=not color, width=width, highlight=False
-    )
-    console.print(top)
-    text = out.getvalue()
-    extra = notes(graph)
-    if extra:
-        text += "".join(f"! {line}\n" for line in extra)
-    return text
+                    yield f"{head}{marks(far)}\n"
+                    if far in index:
+                        yield far, inner + ("    " if last else "│   ")
+
+    yield style.bold(text(graph.root)) + marks(graph.root) + "\n"
+    yield from section(graph.root)
+    while sections:
+        start, number = sections.popleft()
+        del pending[start]
+        yield f"\n[{number}] {style.bold(text(start))}{marks(start)}  (continued from above)\n"
+        yield from section(start)
+    for line in notes(graph):
+        yield f"! {line}\n"
+
+
+def render_tree(graph: LineageGraph, *, color: bool = False) -> str:
+    """The tree of `iter_tree` as one string."""
+    return "".join(iter_tree(graph, color=color))
+
+
+def _indented(value: object, indent: str) -> str:
+    """`value` as json.dumps(indent=2, sort_keys=True) writes it `indent` deep."""
+    return json.dumps(value, indent=2, sort_keys=True).replace("\n", "\n" + indent)
+
+
+def iter_json(graph: LineageGraph, extra: dict[str, object] | None = None) -> Iterator[str]:
+    """The graph as JSON, byte for byte what `json.dumps(graph.to_dict(), indent=2,
+    sort_keys=True)` writes, produced a node and an edge at a time.
+
+    The edges are most of it (a dense lineage has a million): each is assembled from
+    parts encoded once per attestation and once per artifact.
+    """
+    encode = json.dumps
+    digests: dict[str, str] = {}
+    parts: dict[str, tuple[str, str, str]] = {}
+
+    def quoted(digest: str) -> str:
+        found = digests.get(digest)
+        if found is None:
+            found = digests[digest] = encode(digest)
+        return found
+
+    def edge_parts(edge: LineageEdge) -> tuple[str, str, str]:
+        found = parts.get(edge.attestation)
+        if found is None:
+            signers = (
+                "[\n" + ",\n".join("        " + encode(s) for s in edge.signers) + "\n      ]"
+                if edge.signers
+                else "[]"
+            )
+            found = parts[edge.attestation] = (
+                f'    {{\n      "attestation": {encode(edge.attestation)},\n'
+                f'      "buildType": {encode(edge.build_type)},\n      "material": ',
+                f',\n      "predicateType": {encode(edge.predicate_type)},\n      "product": ',
+                f',\n      "signers": {signers},\n      "step": {encode(edge.step)},\n'
+                f'      "verified": {encode(edge.verified)}\n    }}',
+            )
+        return found
+
+    def listing(items: Iterator[str], empty: bool) -> Iterator[str]:
+        if empty:
+            yield "[]"
+            return
+        yield "[\n"
+        first = True
+        for item in items:
+            yield item if first else ",\n" + item
+            first = False
+        yield "\n  ]"
+
+    def edges() -> Iterator[str]:
+        for edge in graph.edges:
+            head, middle, tail = edge_parts(edge)
+            yield head + quoted(edge.material) + middle + quoted(edge.product) + tail
+
+    def nodes() -> Iterator[str]:
+        for node in graph.sorted_nodes():
+            yield "    " + _indented(node_dict(node), "    ")
+
+    small = {
+        "cut": dict(sorted(graph.cut.items())),
+        "cutEdges": graph.cut_edges,
+        "cycles": graph.cycles,
+        "direction": graph.direction,
+        "ends": graph.end_artifacts(),
+        "found": graph.found,
+        "maxDepth": graph.max_depth,
+        "maxNodes": graph.max_nodes,
+        "missing": [m.to_dict() for m in graph.missing],
+        "root": graph.root,
+        "truncated": graph.truncated,
+        "unattested": graph.unattested,
+        **(extra or {}),
+    }
+    keys = sorted([*small, "edges", "nodes"])
+    yield "{\n"
+    for i, key in enumerate(keys):
+        yield f"  {encode(key)}: "
+        if key == "edges":
+            yield from listing(edges(), not graph.edges)
+        elif key == "nodes":
+            yield from listing(nodes(), not graph.nodes)
+        else:
+            yield _indented(small[key], "  ")
+        yield ",\n" if i < len(keys) - 1 else "\n"
+    yield "}\n"
 
 
 def render_json(graph: LineageGraph) -> str:
-    """The graph as JSON (nodes, edges, ends, cycles, missing links, truncations)."""
-    return json.dumps(graph.to_dict(), indent=2, sort_keys=True) + "\n"
+    """The graph as JSON (nodes, edges, ends, cycles, missing links, cuts)."""
+    return "".join(iter_json(graph))
 
 
 def _dot_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def render_dot(graph: LineageGraph) -> str:
+def iter_dot(graph: LineageGraph) -> Iterator[str]:
     """Graphviz DOT, edges in the direction data flowed; cycles drawn in red."""
     in_cycle = {d for cycle in graph.cycles for d in cycle}
-    lines = [
-        "digraph lineage {",
-        "  rankdir=LR;",
-        '  node [shape=box, fontname="monospace"];',
-    ]
+    yield 'digraph lineage {\n  rankdir=LR;\n  node [shape=box, fontname="monospace"];\n'
+    quoted: dict[str, str] = {}
     for digest, node in sorted(graph.nodes.items()):
+        quoted[digest] = _dot_quote(digest)
         label = f"{node.label}\n{digest}" if node.names else digest
         attrs = [f"label={_dot_quote(label)}"]
         if digest == graph.root:
             attrs.append("penwidth=2")
         if digest in in_cycle:
             attrs.append("color=red")
-        lines.append(f"  {_dot_quote(digest)} [{', '.join(attrs)}];")
+        yield f"  {quoted[digest]} [{', '.join(attrs)}];\n"
+    labels: dict[str, str] = {}
     for edge in graph.edges:
-        label = f"{edge_step(edge)}\n{edge_signer(edge, short=True)}"
-        style = "" if edge.verified else ", style=dashed"
-        lines.append(
-            f"  {_dot_quote(edge.material)} -> {_dot_quote(edge.product)}"
-            f" [label={_dot_quote(label)}{style}];"
-        )
+        if edge.attestation not in labels:
+            text = f"{edge_step(edge)}\n{edge_signer(edge, short=True)}"
+            style = "" if edge.verified else ", style=dashed"
+            labels[edge.attestation] = f" [label={_dot_quote(text)}{style}];\n"
+        yield f"  {quoted[edge.material]} -> {quoted[edge.product]}{labels[edge.attestation]}"
     for line in notes(graph):
-        lines.append(f"  // {line}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        yield f"  // {line}\n"
+    yield "}\n"
+
+
+def render_dot(graph: LineageGraph) -> str:
+    return "".join(iter_dot(graph))
 
 
 def _mermaid_text(text: str) -> str:
     return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
 
 
-def render_mermaid(graph: LineageGraph) -> str:
+def iter_mermaid(graph: LineageGraph) -> Iterator[str]:
     """A Mermaid flowchart (renders in GitHub/GitLab markdown); unverified edges dotted."""
     ids = {digest: f"n{i}" for i, digest in enumerate(sorted(graph.nodes))}
-    lines = ["flowchart LR"]
+    yield "flowchart LR\n"
     for digest, node in sorted(graph.nodes.items()):
         short = digest.split(":", 1)[0] + ":" + digest.split(":", 1)[-1][:12] + "…"
         label = _mermaid_text(node.label) + "<br/>" + short if node.names else short
-        lines.append(f'  {ids[digest]}["{label}"]')
+        yield f'  {ids[digest]}["{label}"]\n'
+    arrows: dict[str, str] = {}
     for edge in graph.edges:
-        arrow = "-->" if edge.verified else "-.->"
-        lines.append(
-            f'  {ids[edge.material]} {arrow}|"{_mermaid_text(edge_step(edge))}"|'
-            f" {ids[edge.product]}"
-        )
-    lines.append(f"  style {ids[graph.root]} stroke-width:3px")
+        if edge.attestation not in arrows:
+            sign = "-->" if edge.verified else "-.->"
+            arrows[edge.attestation] = f' {sign}|"{_mermaid_text(edge_step(edge))}"| '
+        yield f"  {ids[edge.material]}{arrows[edge.attestation]}{ids[edge.product]}\n"
+    yield f"  style {ids[graph.root]} stroke-width:3px\n"
     for cycle in graph.cycles:
         for digest in cycle:
-            lines.append(f"  style {ids[digest]} stroke:#d00")
+            yield f"  style {ids[digest]} stroke:#d00\n"
     for line in notes(graph):
-        lines.append(f"  %% {line}")
-    return "\n".join(lines) + "\n"
+        yield f"  %% {line}\n"
 
 
-RENDERERS: dict[str, Callable[[LineageGraph], str]] = {
-    "json": render_json,
-    "dot": render_dot,
-    "mermaid": render_mermaid,
+def render_mermaid(graph: LineageGraph) -> str:
+    return "".join(iter_mermaid(graph))
+
+
+RENDERERS: dict[str, Callable[[LineageGraph], Iterator[str]]] = {
+    "json": iter_json,
+    "dot": iter_dot,
+    "mermaid": iter_mermaid,
 }
+
+
+def iter_render(
+    graph: LineageGraph,
+    fmt: str,
+    *,
+    color: bool = False,
+    extra: dict[str, object] | None = None,
+) -> Iterator[str]:
+    """The graph in one of FORMATS, as pieces of text to write as they come; `extra`
+    adds top-level keys to the JSON document (model facts)."""
+    if fmt == "tree":
+        return iter_tree(graph, color=color)
+    if fmt == "json":
+        return iter_json(graph, extra)
+    return RENDERERS[fmt](graph)
 
 
 def render(graph: LineageGraph, fmt: str, *, color: bool = False) -> str:
     """The graph in one of FORMATS."""
-    if fmt == "tree":
-        return render_tree(graph, color=color)
-    return RENDERERS[fmt](graph)
+    return "".join(iter_render(graph, fmt, color=color))

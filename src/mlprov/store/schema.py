@@ -89,17 +89,39 @@ def _applied_versions(cur: Cursor) -> set[int]:
     return {int(row[0]) for row in cur.fetchall()}
 
 
+def applied_versions(db: Database) -> set[int] | None:
+    """The migrations the store records (None: it has no schema yet), read without
+    taking the write lock."""
+    with db.reading() as cur:
+        if "schema_migrations" not in db.table_names(cur):
+            return None
+        cur.execute("SELECT version FROM schema_migrations")
+        return {int(row[0]) for row in cur.fetchall()}
+
+
+def _refuse_newer(db: Database, applied: set[int]) -> None:
+    unknown = {v for v in applied if v > LATEST_VERSION}
+    if unknown:
+        raise InputError(
+            f"store {db.location} has schema version {max(unknown)}, newer than this"
+            f" mlprov understands ({LATEST_VERSION}); upgrade mlprov"
+        )
+
+
 def migrate(db: Database) -> int:
-    """Bring the schema of `db` up to date; returns the schema version."""
+    """Bring the schema of `db` up to date; returns the schema version.
+
+    A store already up to date is only read, so opening one never waits for a writer.
+    """
+    known = applied_versions(db)
+    if known is not None:
+        _refuse_newer(db, known)
+        if all(m.version in known for m in MIGRATIONS):
+            return LATEST_VERSION
     with db.transaction() as cur:
         db.lock_for_migration(cur)
         applied = _applied_versions(cur)
-        unknown = {v for v in applied if v > LATEST_VERSION}
-        if unknown:
-            raise InputError(
-                f"store {db.location} has schema version {max(unknown)}, newer than this"
-                f" mlprov understands ({LATEST_VERSION}); upgrade mlprov"
-            )
+        _refuse_newer(db, applied)
         for migration in MIGRATIONS:
             if migration.version in applied:
                 continue

@@ -17,9 +17,15 @@ from typing import Any, Literal
 from mlprov.errors import InputError
 from mlprov.signing.files import SignedAttestation, parse_attestation
 from mlprov.statement import Statement
-from mlprov.store.backend import Cursor, Database, connect
+from mlprov.store.backend import Cursor, Database, StoreError, connect
 from mlprov.store.lineage import LineageGraph, LineageWalker, chunks
-from mlprov.store.record import ArtifactRef, AttestationRecord, Role, claimed_signers
+from mlprov.store.record import (
+    ArtifactRef,
+    AttestationRecord,
+    Role,
+    attestation_digest,
+    claimed_signers,
+)
 from mlprov.store.schema import migrate
 
 STORE_ENV = "MLPROV_STORE"
@@ -158,9 +164,12 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def optimize(self) -> None:
-        """Refresh the database's query statistics; worth it after adding thousands."""
-        self.db.optimize()
+    def optimize(self) -> bool:
+        """Refresh the database's query statistics; worth it after adding thousands.
+
+        Best-effort: False (and nothing changed) when other writers kept the store locked.
+        """
+        return self.db.optimize()
 
     def __enter__(self) -> Store:
         return self
@@ -216,6 +225,7 @@ class Store:
         results = []
         artifact_rows: list[tuple[Any, ...]] = []
         signer_rows: list[tuple[int, str, int]] = []
+        added: dict[int, str] = {}  # id -> digest of the attestations new in this batch
         with self.db.transaction() as cur:
             for record, evidence, claims in batch:
                 cur.execute(
@@ -237,6 +247,7 @@ class Store:
                 row = cur.fetchone()
                 if row is not None:
                     key = int(row[0])
+                    added[key] = record.digest
                     artifact_rows.extend(_artifact_rows(key, record))
                     signer_rows.extend((key, c, 0) for c in claims)
                 else:
@@ -275,7 +286,46 @@ class Store:
                     ),
                     list(dict.fromkeys(signer_rows)),
                 )
+            self._read_back(cur, added, artifact_rows)
         return results
+
+    def _read_back(
+        self, cur: Cursor, added: dict[int, str], artifact_rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Before committing, read what was written back through the indexes lineage and
+        `get` use: in a damaged store a write can seem to succeed and not be found."""
+        expected: dict[int, int] = {}
+        for row in artifact_rows:
+            expected[row[0]] = expected.get(row[0], 0) + 1
+        for part in chunks(list(added)):
+            marks = ", ".join("?" * len(part))
+            cur.execute(
+                self.db.sql(f"SELECT id, digest, raw FROM attestations WHERE id IN ({marks})"),
+                tuple(part),
+            )
+            found = {int(key): (digest, bytes(raw)) for key, digest, raw in cur.fetchall()}
+            cur.execute(
+                self.db.sql(
+                    f"SELECT attestation, COUNT(*) FROM artifacts WHERE attestation IN ({marks})"
+                    " GROUP BY attestation"
+                ),
+                tuple(part),
+            )
+            indexed = {int(key): int(count) for key, count in cur.fetchall()}
+            for key in part:
+                digest, raw = found.get(key, ("", b""))
+                if digest != added[key] or attestation_digest(raw) != digest:
+                    raise StoreError(
+                        f"store {self.location} is damaged: attestation {added[key]} did not"
+                        f" read back as written; nothing was added; run `mlprov store check"
+                        f" --store {self.location}`"
+                    )
+                if indexed.get(key, 0) != expected.get(key, 0):
+                    raise StoreError(
+                        f"store {self.location} is damaged: the index rows of {added[key]}"
+                        f" did not read back as written; nothing was added; run `mlprov store"
+                        f" check --store {self.location}`"
+                    )
 
     # -- reading -------------------------------------------------------------------------
 
@@ -438,20 +488,38 @@ class Store:
 
     # -- lineage -------------------------------------------------------------------------
 
-    def lineage_up(self, digest: str, *, max_depth: int | None = None) -> LineageGraph:
+    def lineage_up(
+        self, digest: str, *, max_depth: int | None = None, max_nodes: int | None = None
+    ) -> LineageGraph:
         """Everything an artifact was built from, transitively: the attestations whose
-        subject it is, their materials, and so on up to raw sources."""
-        return LineageWalker(self.db).walk(digest, "up", max_depth=_depth(max_depth))
+        subject it is, their materials, and so on up to raw sources.
 
-    def lineage_down(self, digest: str, *, max_depth: int | None = None) -> LineageGraph:
+        `max_depth` stops after that many steps; `max_nodes` reports at most that many
+        artifacts (the root included, nearest first); the graph records what each cut.
+        """
+        return LineageWalker(self.db).walk(
+            digest, "up", max_depth=_depth(max_depth), max_nodes=_nodes(max_nodes)
+        )
+
+    def lineage_down(
+        self, digest: str, *, max_depth: int | None = None, max_nodes: int | None = None
+    ) -> LineageGraph:
         """Everything built from an artifact, transitively: the impact of a bad input."""
-        return LineageWalker(self.db).walk(digest, "down", max_depth=_depth(max_depth))
+        return LineageWalker(self.db).walk(
+            digest, "down", max_depth=_depth(max_depth), max_nodes=_nodes(max_nodes)
+        )
 
 
 def _depth(max_depth: int | None) -> int | None:
     if max_depth is not None and max_depth < 0:
         raise InputError("max depth must be 0 or more")
     return max_depth
+
+
+def _nodes(max_nodes: int | None) -> int | None:
+    if max_nodes is not None and max_nodes < 1:
+        raise InputError("max nodes must be 1 or more")
+    return max_nodes
 
 
 def _stored(row: Sequence[Any]) -> tuple[int, StoredAttestation]:
