@@ -24,7 +24,7 @@ from typing import Any
 
 from securesystemslib.signer import Signer
 
-from mlprov.collect.artifacts import describe_path, is_uri, parse_digest
+from mlprov.collect.artifacts import describe_path, is_remote_url, is_uri, parse_digest
 from mlprov.collect.builder import detect_builder, parse_timestamp, utc_now
 from mlprov.collect.config import json_ready, load_config
 from mlprov.collect.datasets import describe_dataset
@@ -181,8 +181,10 @@ class TrainingRun:
         name: str | None = None,
         role: str = "material",
     ) -> ResourceDescriptor:
-        """Record any other input: a local path (digested) or `URI#sha256=HEX`."""
-        if isinstance(location, str) and is_uri(location):
+        """Record any other input: a local path or object-store URL (digested) or
+        `URI#sha256=HEX`."""
+        hashed_remotely = is_remote_url(location) and digest is None and "#" not in str(location)
+        if isinstance(location, str) and is_uri(location) and not hashed_remotely:
             record = describe_dataset(
                 name or location.rsplit("/", 1)[-1].split("#")[0] or "input",
                 location,
@@ -192,7 +194,7 @@ class TrainingRun:
             descriptor = record.descriptor
         else:
             described = describe_path(
-                Path(location), name=name, cache=self.cache, annotations={"role": role}
+                location, name=name, cache=self.cache, annotations={"role": role}
             )
             descriptor = described.descriptor
             if digest is not None:
@@ -257,9 +259,10 @@ class TrainingRun:
         annotations: dict[str, Any] | None = None,
     ) -> ResourceDescriptor:
         """Record an output file or tree as a subject (tree digest for a directory)."""
-        described = describe_path(Path(path), name=name, cache=self.cache)
+        described = describe_path(path, name=name, cache=self.cache)
         subject = ResourceDescriptor(
             name=described.descriptor.name,
+            uri=described.descriptor.uri if is_remote_url(path) else None,
             digest=described.descriptor.digest,
             annotations=annotations or None,
         )
@@ -503,9 +506,11 @@ def evaluation_statement(
     """A test-result v0.1 Statement: the model as subject, datasets as configuration, metrics."""
     cache = DigestCache()
     try:
-        described = describe_path(Path(model), name=model_name, cache=cache)
+        described = describe_path(model, name=model_name, cache=cache)
         subject = ResourceDescriptor(
-            name=described.descriptor.name, digest=described.descriptor.digest
+            name=described.descriptor.name,
+            uri=described.descriptor.uri if is_remote_url(model) else None,
+            digest=described.descriptor.digest,
         )
         configuration: list[ResourceDescriptor] = []
         for name, location in datasets:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,6 +17,48 @@ json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text."
 )
 force_option = click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+
+
+class Location(click.ParamType[Any]):
+    """A local path (given as a Path) or an object-store URL (kept as the URL string:
+    `s3://bucket/prefix/`, `gs://`, `az://`, `https://host/file`)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from mlprov.digest.remote import is_remote
+
+        if isinstance(value, Path) or not is_remote(value):
+            return Path(value)
+        return value
+
+
+LOCATION = Location()
+
+
+def _set_storage_options(ctx: click.Context, param: click.Parameter, values: Any) -> None:
+    from mlprov.digest.remote import DEFAULT_STORAGE_OPTIONS, parse_storage_options
+
+    token = DEFAULT_STORAGE_OPTIONS.set(parse_storage_options(values or ()) or None)
+    ctx.call_on_close(lambda: DEFAULT_STORAGE_OPTIONS.reset(token))
+
+
+storage_option = click.option(
+    "--storage-option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    expose_value=False,
+    callback=_set_storage_options,
+    help="Option for the object store's fsspec filesystem (e.g. endpoint_url=URL, anon=true, "
+    "client_kwargs.region_name=eu-west-1); repeatable. Never recorded.",
+)
+cluster_option = click.option(
+    "--cluster",
+    metavar="ADDRESS|local:N",
+    envvar="MLPROV_DASK_SCHEDULER",
+    help="Hash remote URLs on a Dask cluster: a scheduler (tcp://host:8786, default "
+    "$MLPROV_DASK_SCHEDULER) or local:N for a LocalCluster of N worker processes.",
+)
 
 
 def echo_json(data: Any) -> None:

@@ -13,7 +13,15 @@ from typing import Any, TypeVar
 import click
 
 from mlprov.api import TrainingRun, evaluation_statement, write_statement
-from mlprov.cli._common import echo_json, force_option, json_option, sign_options, signers_from
+from mlprov.cli._common import (
+    LOCATION,
+    echo_json,
+    force_option,
+    json_option,
+    sign_options,
+    signers_from,
+    storage_option,
+)
 from mlprov.collect.config import parse_overrides
 from mlprov.errors import InputError
 from mlprov.statement import Statement
@@ -71,7 +79,7 @@ def _by_name(values: tuple[str, ...], what: str, known: set[str]) -> dict[str, s
 
 def _common(func: F) -> F:
     """Options every provenance-writing attest command takes."""
-    decorators = [
+    decorators: list[Callable[[Any], Any]] = [
         click.option(
             "--out",
             type=click.Path(path_type=Path, dir_okay=False),
@@ -134,6 +142,7 @@ def _common(func: F) -> F:
         force_option,
         json_option,
         sign_options,
+        storage_option,
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -236,9 +245,7 @@ def _model_step(
     build_type: str, name: str, epilog: str, summary: str, *, base_required: bool
 ) -> click.Command:
     @click.command(name=name, epilog=epilog, help=summary)
-    @click.option(
-        "--model", type=click.Path(path_type=Path), required=True, help="Model produced (subject)."
-    )
+    @click.option("--model", type=LOCATION, required=True, help="Model produced (subject).")
     @click.option(
         "--dataset",
         "datasets",
@@ -325,9 +332,7 @@ def attest_dataset(**opts: Any) -> None:
 
 
 @attest.command(name="eval", epilog=EPILOG_EVAL)
-@click.option(
-    "--model", type=click.Path(path_type=Path), required=True, help="Model evaluated (subject)."
-)
+@click.option("--model", type=LOCATION, required=True, help="Model evaluated (subject).")
 @click.option(
     "--dataset",
     "datasets",
@@ -359,6 +364,7 @@ def attest_dataset(**opts: Any) -> None:
 @force_option
 @json_option
 @sign_options
+@storage_option
 @click.pass_context
 def attest_eval(ctx: click.Context, /, **opts: Any) -> None:
     """Record an evaluation as an in-toto test-result Statement about the model."""

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
-from mlprov.cli._common import byte_progress, echo_json, force_option, json_option
+from mlprov.cli._common import (
+    LOCATION,
+    byte_progress,
+    cluster_option,
+    echo_json,
+    force_option,
+    json_option,
+    storage_option,
+)
 from mlprov.digest import ALGORITHMS, DigestCache, TreeManifest, compare_manifests, digest_tree
 from mlprov.errors import InputError
 from mlprov.fsio import write_bytes_atomic
@@ -17,6 +26,11 @@ Examples:
   mlprov digest ./model --files               # and every file's digest
   mlprov digest ./data --manifest-out data.manifest.json
   mlprov digest --check data.manifest.json    # exit 1 if any file changed, went or came
+  mlprov digest s3://bucket/datasets/train/   # the same digest the files give on disk
+  mlprov digest s3://bucket/train/ --record-versions --manifest-out train.manifest.json
+  mlprov digest s3://bucket/train/ --check train.manifest.json
+  mlprov digest s3://bucket/train/ --cluster tcp://scheduler:8786   # hashed on Dask workers
+  AWS_ENDPOINT_URL=http://127.0.0.1:9000 mlprov digest s3://bucket/data/   # MinIO, Ceph, R2
 """
 
 
@@ -29,7 +43,7 @@ def _read_manifest(path: Path) -> TreeManifest:
 
 
 @click.command(epilog=EPILOG)
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=LOCATION)
 @click.option(
     "--algorithm",
     type=click.Choice(ALGORITHMS),
@@ -51,7 +65,18 @@ def _read_manifest(path: Path) -> TreeManifest:
     help="Hash in shards of this many bytes (OMS `shards`: one big file uses every core).",
 )
 @click.option("--no-cache", is_flag=True, help="Do not use or update the digest cache.")
-@click.option("--jobs", type=click.IntRange(min=1), help="Worker threads (default: one per CPU).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Worker threads (default: one per CPU; for a remote URL, objects fetched at once: 32).",
+)
+@click.option(
+    "--record-versions",
+    is_flag=True,
+    help="Record each object's version id in the manifest (remote URLs; versioned buckets).",
+)
+@storage_option
+@cluster_option
 @click.option(
     "--manifest-out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -68,7 +93,7 @@ def _read_manifest(path: Path) -> TreeManifest:
 @click.pass_context
 def digest(
     ctx: click.Context,
-    paths: tuple[Path, ...],
+    paths: tuple[Path | str, ...],
     algorithm: str,
     show_files: bool,
     ignore: tuple[str, ...],
@@ -77,6 +102,8 @@ def digest(
     shard_size: int | None,
     no_cache: bool,
     jobs: int | None,
+    record_versions: bool,
+    cluster: str | None,
     manifest_out: Path | None,
     check_manifest: Path | None,
     force: bool,
@@ -98,11 +125,13 @@ def digest(
         # Re-digest exactly as the manifest was made: its algorithm, method and ignores.
         algorithm, shard_size = expected.algorithm, expected.shard_size
         ignore, no_default_ignores = tuple(expected.ignore), True
+    if record_versions and not all(isinstance(p, str) for p in paths):
+        raise InputError("--record-versions records object versions: give remote URLs only")
     cache = None if no_cache else DigestCache()
     manifests = []
     try:
         for path in paths:
-            with byte_progress(f"hashing {path}") as (on_total, advance):
+            with byte_progress(f"hashing {_shown(path)}") as (on_total, advance):
                 manifests.append(
                     digest_tree(
                         path,
@@ -115,6 +144,8 @@ def digest(
                         workers=jobs,
                         progress=advance,
                         on_total=on_total,
+                        record_versions=record_versions,
+                        cluster=cluster if isinstance(path, str) else None,
                     )
                 )
     finally:
@@ -126,13 +157,22 @@ def digest(
     if manifest_out:
         write_bytes_atomic(manifest_out, manifests[0].to_json(), force=force)
     if as_json:
-        echo_json([m.model_dump(mode="json") for m in manifests])
+        echo_json([json.loads(m.to_json()) for m in manifests])
         return
     for path, manifest in zip(paths, manifests, strict=True):
-        click.echo(f"sha256:{manifest.digest}  {path}")
+        click.echo(f"sha256:{manifest.digest}  {_shown(path)}")
         if show_files:
             for entry in manifest.files:
                 click.echo(f"  {manifest.algorithm}:{entry.digest}  {entry.path}")
+
+
+def _shown(path: Path | str) -> str:
+    """A path as given, or a URL without credentials."""
+    if isinstance(path, str):
+        from mlprov.digest.remote import public_url
+
+        return public_url(path)
+    return str(path)
 
 
 def _report_check(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mlprov.cli._common import byte_progress
+from mlprov.cli._common import byte_progress, storage_option
 from mlprov.cli.store import store_option
 from mlprov.digest import DigestCache, digest_file, digest_tree
 from mlprov.errors import InputError
@@ -41,7 +41,14 @@ def digest_of_path(path: Path) -> str:
 
 
 def resolve_target(target: str) -> str:
-    """A digest as given (`sha256:<hex>` or bare hex), or the digest of an existing path."""
+    """A digest as given (`sha256:<hex>` or bare hex), the digest of an existing path, or
+    that of an object-store URL (`s3://bucket/prefix/`), hashed where it is."""
+    from mlprov.digest.remote import is_remote, public_url
+
+    if is_remote(target):
+        with byte_progress(f"hashing {public_url(target)}") as (on_total, advance):
+            remote = digest_tree(target, progress=advance, on_total=on_total)
+        return f"sha256:{remote.identity}"
     path = Path(target)
     looks_like_digest = ":" in target and not target.startswith(("/", "."))
     if path.exists() and not looks_like_digest:
@@ -77,6 +84,7 @@ def resolve_target(target: str) -> str:
     help="Write to this file instead of stdout.",
 )
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@storage_option
 @store_option
 @click.pass_context
 def lineage(

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from mlprov.api import TrainingRun
-from mlprov.cli._common import force_option, sign_options, signers_from
+from mlprov.cli._common import LOCATION, force_option, sign_options, signers_from, storage_option
 from mlprov.collect.builder import utc_now
 from mlprov.collect.config import parse_overrides
 from mlprov.errors import InputError
@@ -66,14 +66,14 @@ class GreedyOption(click.Option):
 @click.option(
     "--materials",
     cls=GreedyOption,
-    type=click.Path(path_type=Path),
+    type=LOCATION,
     metavar="PATH...",
     help="Inputs, hashed before the command runs.",
 )
 @click.option(
     "--products",
     cls=GreedyOption,
-    type=click.Path(path_type=Path),
+    type=LOCATION,
     metavar="PATH...",
     help="Outputs, hashed after it (the subjects).",
 )
@@ -92,14 +92,15 @@ class GreedyOption(click.Option):
 @click.option("--no-packages", is_flag=True, help="Do not list installed Python distributions.")
 @force_option
 @sign_options
+@storage_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stderr.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def run(
     ctx: click.Context,
     step: str,
-    materials: tuple[Path, ...],
-    products: tuple[Path, ...],
+    materials: tuple[Path | str, ...],
+    products: tuple[Path | str, ...],
     config_file: Path | None,
     params: tuple[str, ...],
     out: Path,
@@ -136,9 +137,9 @@ def run(
         recorder.material(path)
     recorder.started_on = utc_now()
     code, error = _execute(command)
-    missing = [p for p in products if not p.exists()]
+    missing = [p for p in products if isinstance(p, Path) and not p.exists()]
     for path in products:
-        if path.exists():
+        if isinstance(path, str) or path.exists():  # a URL: hashed, or refused if empty
             recorder.product(path)
     if error is None and missing:
         error = f"product {missing[0]} was not created"

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 from securesystemslib.signer import Key
 
-from mlprov.cli._common import echo_json, json_option
+from mlprov.cli._common import LOCATION, echo_json, json_option, storage_option
 from mlprov.errors import InputError, VerificationError
 from mlprov.signing.files import read_attestations
 from mlprov.signing.keys import load_public_key
@@ -96,9 +96,10 @@ def trusted_key_options(func: F) -> F:
     "--subject-path",
     "subject_paths",
     multiple=True,
-    type=click.Path(path_type=Path),
-    help="File or tree that must match a subject digest. Repeatable.",
+    type=LOCATION,
+    help="File or tree (or object-store URL) that must match a subject digest. Repeatable.",
 )
+@storage_option
 @json_option
 @click.pass_context
 def verify(
@@ -111,7 +112,7 @@ def verify(
     issuer: str | None,
     trusted_root: Path | None,
     staging: bool,
-    subject_paths: tuple[Path, ...],
+    subject_paths: tuple[Path | str, ...],
     as_json: bool,
 ) -> None:
     """Verify every signed attestation in FILE (DSSE, .intoto.jsonl or Sigstore bundle)."""
@@ -120,7 +121,7 @@ def verify(
     if not keys and not identities:
         raise InputError("give --key PUB, or --identity and --issuer for Sigstore bundles")
     for path in subject_paths:
-        if not path.exists():
+        if isinstance(path, Path) and not path.exists():
             raise InputError(f"--subject-path {path}: no such file or directory")
     reports = []
     all_ok = True

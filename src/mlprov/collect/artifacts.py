@@ -1,9 +1,11 @@
-"""Local files and trees, and Hugging Face hub cache snapshots, as ResourceDescriptors.
+"""Local files and trees, remote objects and prefixes, and hub cache snapshots, as descriptors.
 
 A directory is identified by its tree digest (OMS-compatible, as `mlprov digest` prints);
 a single file by the sha256 of its bytes. A hub cache snapshot
 (`.../datasets--org--name/snapshots/REV/`) is read offline: its symlinks into `blobs/`
-are followed inside the repository's cache folder, never out of it.
+are followed inside the repository's cache folder, never out of it. A remote URL
+(`s3://bucket/prefix/`, `gs://`, `az://`, `https://`) is hashed where it is, as
+`mlprov digest` would, and recorded with its URI (without credentials).
 """
 
 from __future__ import annotations
@@ -66,13 +68,16 @@ def check_name(name: str, *, what: str) -> str:
 
 
 def describe_path(
-    path: Path,
+    path: Path | str,
     *,
     name: str | None = None,
     cache: DigestCache | None = None,
     annotations: dict[str, Any] | None = None,
 ) -> DescribedPath:
-    """Digest a local file or directory (or hub snapshot) into a named ResourceDescriptor."""
+    """Digest a local file or directory (or hub snapshot), or a remote object or prefix,
+    into a named ResourceDescriptor."""
+    if is_remote_url(path):
+        return describe_remote(str(path), name=name, cache=cache, annotations=annotations)
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: no such file or directory")
@@ -97,6 +102,36 @@ def describe_path(
         name=check_name(name or manifest.name, what="artifact"),
         uri=snapshot.uri if snapshot else None,
         digest={"sha256": digest},
+        annotations=notes,
+    )
+    return DescribedPath(descriptor, manifest, is_dir)
+
+
+def is_remote_url(location: object) -> bool:
+    """True for a URL mlprov hashes where it is (s3://, gs://, az://, http(s)://)."""
+    from mlprov.digest.remote import is_remote
+
+    return is_remote(location)
+
+
+def describe_remote(
+    url: str,
+    *,
+    name: str | None = None,
+    cache: DigestCache | None = None,
+    annotations: dict[str, Any] | None = None,
+) -> DescribedPath:
+    """Digest a remote object or prefix in place; the descriptor carries its URI."""
+    from mlprov.digest.remote import public_url
+
+    manifest = digest_tree(url, cache=cache)
+    is_dir = not (len(manifest.files) == 1 and manifest.files[0].path == ".")  # lone object
+    notes: dict[str, Any] = {"fileCount": manifest.file_count, "byteSize": manifest.total_size}
+    notes.update(annotations or {})
+    descriptor = ResourceDescriptor(
+        name=check_name(name or manifest.name, what="artifact"),
+        uri=public_url(url),
+        digest={"sha256": manifest.identity},
         annotations=notes,
     )
     return DescribedPath(descriptor, manifest, is_dir)

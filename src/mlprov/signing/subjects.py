@@ -20,9 +20,14 @@ from mlprov.statement import Statement
 
 
 def check_subject_path(
-    statement: Statement, path: Path, *, cache: DigestCache | None = None
+    statement: Statement, path: Path | str, *, cache: DigestCache | None = None
 ) -> Check:
-    """Whether the file or tree at `path` is one of the Statement's subjects."""
+    """Whether the file or tree at `path` (or an object-store URL) is one of the Statement's
+    subjects."""
+    from mlprov.digest.remote import is_remote
+
+    if is_remote(path):
+        return _check_remote(statement, str(path), cache)
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: no such file or directory")
@@ -38,6 +43,18 @@ def check_subject_path(
         return Check("subject", False, "no subject uses a digest mlprov computes", str(path))
     shown = ", ".join(f"{a}:{d[:16]}…" for a, d in sorted(computed.items()))
     return Check("subject", False, f"matches no subject (file is {shown})", str(path))
+
+
+def _check_remote(statement: Statement, url: str, cache: DigestCache | None) -> Check:
+    """A remote object or prefix, hashed where it is (as mlprov digest URL would)."""
+    from mlprov.digest.remote import public_url
+
+    manifest = digest_tree(url, cache=cache)
+    for name, digests in statement.subject_digests():
+        if digests.get("sha256", "").lower() == manifest.identity:
+            return Check("subject", True, f"matches subject {name or '(unnamed)'}", public_url(url))
+    detail = f"sha256:{manifest.identity[:16]}… matches no subject"
+    return Check("subject", False, detail, public_url(url))
 
 
 def _check_tree(statement: Statement, path: Path, cache: DigestCache | None) -> Check:
