@@ -329,3 +329,26 @@ def test_bad_urls_are_refused_before_any_request() -> None:
     ]:
         with pytest.raises(InputError, match=message):
             digest_tree(url)
+
+
+def test_training_run_api_records_remote_datasets_models_and_base_models(
+    s3: S3, data: tuple[str, Path], tmp_path: Path
+) -> None:
+    from mlprov.api import TrainingRun
+
+    url, local = data
+    run = TrainingRun(out=tmp_path / "t.json", source_dir=None, record_packages=False)
+    run.dataset("train", url)
+    run.base_model(url + "big.bin")
+    run.model(url)
+    statement = run.finish()
+    deps = statement.to_dict()["predicate"]["buildDefinition"]["resolvedDependencies"]
+    by_uri = {d.get("uri"): d for d in deps}
+    assert by_uri[url]["digest"] == {"sha256": digest_tree(local).digest}
+    assert by_uri[url + "big.bin"]["digest"] == {
+        "sha256": hashlib.sha256(FILES["big.bin"]).hexdigest()
+    }
+    assert by_uri[url + "big.bin"]["annotations"]["role"] == "base-model"
+    assert statement.subject[0].uri == url
+    written = TreeManifest.from_json((tmp_path / "t.train.manifest.json").read_bytes())
+    assert written.to_json() == digest_tree(local).to_json()
