@@ -320,6 +320,13 @@ def test_an_http_url_names_one_file(http_root: tuple[str, Path], tmp_path: Path)
     assert manifest["name"] == "weights.bin"
     missing = run_cli("digest", f"{base}/nope.bin")
     assert missing.code == 2 and missing.err.count("\n") == 1
+    with_secret = base.replace("://", "://reader:hunter2-secret@") + "/weights.bin?sig=s3cr3t"
+    shown = run_cli("digest", with_secret)
+    assert shown.code == 0, shown
+    assert shown.out.split() == [f"sha256:{manifest['digest']}", f"{base}/weights.bin"]
+    gone = run_cli("digest", with_secret.replace("weights", "nope"))
+    assert gone.code == 2
+    assert "hunter2" not in gone.err + shown.out and "s3cr3t" not in gone.err + shown.out
 
 
 def test_bad_urls_are_refused_before_any_request() -> None:

@@ -265,6 +265,8 @@ async def open_filesystem(protocol: str, options: Mapping[str, Any]) -> AsyncIte
     except (TypeError, ValueError) as exc:
         detail = scrub(str(exc), options)
         raise InputError(f"bad --storage-option for {protocol}: {detail}") from None
+    if protocol == "s3":
+        fs.retries = 1  # botocore retries (RETRIES attempts, standard mode): not 5 times that
     setter = getattr(fs, "set_session", None)
     session = await setter() if setter is not None else None
     try:
