@@ -359,3 +359,24 @@ def test_training_run_api_records_remote_datasets_models_and_base_models(
     assert statement.subject[0].uri == url
     written = TreeManifest.from_json((tmp_path / "t.train.manifest.json").read_bytes())
     assert written.to_json() == digest_tree(local).to_json()
+
+
+def test_a_store_without_streaming_reads_is_read_by_ranges(
+    http_root: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fsspec.implementations.http import HTTPFileSystem
+
+    async def no_streaming(*args: object, **kwargs: object) -> None:
+        raise NotImplementedError
+
+    monkeypatch.setattr(HTTPFileSystem, "open_async", no_streaming)
+    base, root = http_root
+    (root / "small.bin").write_bytes(b"ranged read\n" * 1000)
+    manifest = digest_tree(f"{base}/small.bin")
+    assert manifest.identity == hashlib.sha256(b"ranged read\n" * 1000).hexdigest()
+
+
+def test_cluster_refuses_local_paths(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    result = run_cli("digest", tmp_path, "--cluster", "local:1")
+    assert result.code == 2 and "hashes remote URLs" in result.err

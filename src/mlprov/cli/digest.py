@@ -125,6 +125,9 @@ def digest(
         # Re-digest exactly as the manifest was made: its algorithm, method and ignores.
         algorithm, shard_size = expected.algorithm, expected.shard_size
         ignore, no_default_ignores = tuple(expected.ignore), True
+    explicit = ctx.get_parameter_source("cluster") == click.core.ParameterSource.COMMANDLINE
+    if cluster and explicit and not all(isinstance(p, str) for p in paths):
+        raise InputError("--cluster hashes remote URLs (s3://, gs://, az://); not local paths")
     if record_versions and not all(isinstance(p, str) for p in paths):
         raise InputError("--record-versions records object versions: give remote URLs only")
     cache = None if no_cache else DigestCache()
