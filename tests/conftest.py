@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["store_support"]  # the store's backends and pipeline builders
+pytest_plugins = ["store_support", "s3_support"]  # store backends; the S3 test server
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 

@@ -295,7 +295,7 @@ def test_base_model_reference_not_cached_is_not_called_a_dataset(
     commit = run_cli("attest", "finetune", *common, "--base-model", f"hf://acme/tiny-lm@{COMMIT}")
     assert commit.code == 0, commit
     remote = run_cli(
-        "attest", "finetune", *common, "--force", "--base-model", "https://x.example/m.bin"
+        "attest", "finetune", *common, "--force", "--base-model", "ftp://x.example/m.bin"
     )
     assert remote.code == 2 and "base model m.bin" in remote.err
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from securesystemslib.signer import Signer
 
-from mlprov.collect.artifacts import describe_path, is_uri, parse_digest
+from mlprov.collect.artifacts import describe_path, is_remote_url, is_uri, parse_digest
 from mlprov.collect.builder import detect_builder, parse_timestamp, utc_now
 from mlprov.collect.config import json_ready, load_config
 from mlprov.collect.datasets import describe_dataset
@@ -196,9 +196,15 @@ class TrainingRun:
         name: str | None = None,
         role: str = "material",
     ) -> ResourceDescriptor:
-        """Record any other input: a local path (digested), `hf://org/name@REV` (resolved
-        from the hub cache) or `URI#sha256=HEX`."""
-        if isinstance(location, str) and is_uri(location) and not is_hub_uri(location):
+        """Record any other input: a local path or object-store URL (digested),
+        `hf://org/name@REV` (resolved from the hub cache) or `URI#sha256=HEX`."""
+        hashed_remotely = is_remote_url(location) and digest is None and "#" not in str(location)
+        if (
+            isinstance(location, str)
+            and is_uri(location)
+            and not hashed_remotely
+            and not is_hub_uri(location)
+        ):
             record = describe_dataset(
                 name or location.rsplit("/", 1)[-1].split("#")[0] or "input",
                 location,
@@ -278,8 +284,8 @@ class TrainingRun:
         name: str | None = None,
         annotations: dict[str, Any] | None = None,
     ) -> ResourceDescriptor:
-        """Record an output file or tree as a subject (tree digest for a directory), with
-        what its model files' headers say (annotations.modelFacts)."""
+        """Record an output file or tree (or object-store URL) as a subject (tree digest for a
+        directory), with what its model files' headers say (annotations.modelFacts)."""
         described = describe_path(
             path,
             name=name,

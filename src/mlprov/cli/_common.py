@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -37,6 +38,49 @@ class FiniteFloatRange(click.FloatRange):
         if number != number:  # NaN
             self.fail(f"{value!r} is not a number", param, ctx)
         return number
+
+
+class Location(click.ParamType[Any]):
+    """A local path (given as a Path), or an object-store URL or Hugging Face reference
+    (kept as the string: `s3://bucket/prefix/`, `gs://`, `az://`, `https://host/file`,
+    `hf://org/name@REV`; a Path would fold its `//`)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from mlprov.digest.remote import is_remote
+
+        if isinstance(value, str) and (is_remote(value) or value.startswith("hf://")):
+            return value
+        return Path(value)
+
+
+LOCATION = Location()
+
+
+def _set_storage_options(ctx: click.Context, param: click.Parameter, values: Any) -> None:
+    from mlprov.digest.remote import DEFAULT_STORAGE_OPTIONS, parse_storage_options
+
+    token = DEFAULT_STORAGE_OPTIONS.set(parse_storage_options(values or ()) or None)
+    ctx.call_on_close(lambda: DEFAULT_STORAGE_OPTIONS.reset(token))
+
+
+storage_option = click.option(
+    "--storage-option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    expose_value=False,
+    callback=_set_storage_options,
+    help="Option for the object store's fsspec filesystem (e.g. endpoint_url=URL, anon=true, "
+    "client_kwargs.region_name=eu-west-1); repeatable. Never recorded.",
+)
+cluster_option = click.option(
+    "--cluster",
+    metavar="ADDRESS|local:N",
+    envvar="MLPROV_DASK_SCHEDULER",
+    help="Hash remote URLs on a Dask cluster: a scheduler (tcp://host:8786, default "
+    "$MLPROV_DASK_SCHEDULER) or local:N for a LocalCluster of N worker processes.",
+)
 
 
 def echo_json(data: Any) -> None:

@@ -14,6 +14,7 @@ import click
 
 from mlprov.api import TrainingRun, evaluation_statement, write_statement
 from mlprov.cli._common import (
+    LOCATION,
     display_name,
     echo_json,
     follow_symlinks_option,
@@ -21,6 +22,7 @@ from mlprov.cli._common import (
     json_option,
     sign_options,
     signers_from,
+    storage_option,
 )
 from mlprov.collect.config import parse_overrides
 from mlprov.collect.hf import parse_hub_uri
@@ -84,7 +86,7 @@ def _by_name(values: tuple[str, ...], what: str, known: set[str]) -> dict[str, s
 
 def _common(func: F) -> F:
     """Options every provenance-writing attest command takes."""
-    decorators = [
+    decorators: list[Callable[[Any], Any]] = [
         click.option(
             "--out",
             type=click.Path(path_type=Path, dir_okay=False),
@@ -148,6 +150,7 @@ def _common(func: F) -> F:
         force_option,
         json_option,
         sign_options,
+        storage_option,
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -252,7 +255,11 @@ def _model_step(
 ) -> click.Command:
     @click.command(name=name, epilog=epilog, help=summary)
     @click.option(
-        "--model", metavar="PATH|hf://ORG/NAME@REV", required=True, help="Model produced (subject)."
+        "--model",
+        type=LOCATION,
+        metavar="PATH|URL|hf://ORG/NAME@REV",
+        required=True,
+        help="Model produced (subject).",
     )
     @click.option(
         "--dataset",
@@ -341,7 +348,11 @@ def attest_dataset(**opts: Any) -> None:
 
 @attest.command(name="eval", epilog=EPILOG_EVAL)
 @click.option(
-    "--model", metavar="PATH|hf://ORG/NAME@REV", required=True, help="Model evaluated (subject)."
+    "--model",
+    type=LOCATION,
+    metavar="PATH|URL|hf://ORG/NAME@REV",
+    required=True,
+    help="Model evaluated (subject).",
 )
 @click.option(
     "--dataset",
@@ -375,6 +386,7 @@ def attest_dataset(**opts: Any) -> None:
 @force_option
 @json_option
 @sign_options
+@storage_option
 @click.pass_context
 def attest_eval(ctx: click.Context, /, **opts: Any) -> None:
     """Record an evaluation as an in-toto test-result Statement about the model."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,13 @@ import click
 
 from mlprov.cli._common import (
     byte_progress,
+    cluster_option,
     display_name,
     echo_json,
     follow_symlinks_option,
     force_option,
     json_option,
+    storage_option,
 )
 from mlprov.digest import ALGORITHMS, DigestCache, TreeManifest, compare_manifests, digest_tree
 from mlprov.errors import InputError
@@ -27,6 +30,11 @@ Examples:
   mlprov digest ./model --files               # and every file's digest
   mlprov digest ./data --manifest-out data.manifest.json
   mlprov digest --check data.manifest.json    # exit 1 if any file changed, went or came
+  mlprov digest s3://bucket/datasets/train/   # the same digest the files give on disk
+  mlprov digest s3://bucket/train/ --record-versions --manifest-out train.manifest.json
+  mlprov digest s3://bucket/train/ --check train.manifest.json
+  mlprov digest s3://bucket/train/ --cluster tcp://scheduler:8786   # hashed on Dask workers
+  AWS_ENDPOINT_URL=http://127.0.0.1:9000 mlprov digest s3://bucket/data/   # MinIO, Ceph, R2
 """
 
 
@@ -40,7 +48,7 @@ def _read_manifest(path: Path) -> TreeManifest:
 
 
 @click.command(epilog=EPILOG)
-@click.argument("locations", metavar="[PATH|hf://ORG/NAME@REV]...", nargs=-1)
+@click.argument("locations", metavar="[PATH|URL|hf://ORG/NAME@REV]...", nargs=-1)
 @click.option(
     "--algorithm",
     type=click.Choice(ALGORITHMS),
@@ -62,7 +70,18 @@ def _read_manifest(path: Path) -> TreeManifest:
     help="Hash in shards of this many bytes (OMS `shards`: one big file uses every core).",
 )
 @click.option("--no-cache", is_flag=True, help="Do not use or update the digest cache.")
-@click.option("--jobs", type=click.IntRange(min=1), help="Worker threads (default: one per CPU).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Worker threads (default: one per CPU; for a remote URL, objects fetched at once: 32).",
+)
+@click.option(
+    "--record-versions",
+    is_flag=True,
+    help="Record each object's version id in the manifest (remote URLs; versioned buckets).",
+)
+@storage_option
+@cluster_option
 @click.option(
     "--manifest-out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -88,6 +107,8 @@ def digest(
     shard_size: int | None,
     no_cache: bool,
     jobs: int | None,
+    record_versions: bool,
+    cluster: str | None,
     manifest_out: Path | None,
     check_manifest: Path | None,
     force: bool,
@@ -103,8 +124,12 @@ def digest(
     snapshots: dict[str, HubSnapshot] = {
         text: resolve_hub_uri(text) for text in locations if is_hub_uri(text)
     }
-    paths = tuple(snapshots[t].path if t in snapshots else Path(t) for t in locations)
-    shown = {p: t for p, t in zip(paths, locations, strict=True)}
+    from mlprov.digest.remote import is_remote
+
+    paths: tuple[Path | str, ...] = tuple(
+        snapshots[t].path if t in snapshots else t if is_remote(t) else Path(t) for t in locations
+    )
+    shown: dict[Path | str, str] = {p: t for p, t in zip(paths, locations, strict=True)}
     expected = _read_manifest(check_manifest) if check_manifest else None
     if expected is not None:
         if len(paths) > 1:
@@ -120,11 +145,16 @@ def digest(
         # Re-digest exactly as the manifest was made: its algorithm, method and ignores.
         algorithm, shard_size = expected.algorithm, expected.shard_size
         ignore, no_default_ignores = tuple(expected.ignore), True
+    explicit = ctx.get_parameter_source("cluster") == click.core.ParameterSource.COMMANDLINE
+    if cluster and explicit and not all(isinstance(p, str) for p in paths):
+        raise InputError("--cluster hashes remote URLs (s3://, gs://, az://); not local paths")
+    if record_versions and not all(isinstance(p, str) for p in paths):
+        raise InputError("--record-versions records object versions: give remote URLs only")
     cache = None if no_cache else DigestCache()
     manifests = []
     try:
         for path in paths:
-            with byte_progress(f"hashing {path}") as (on_total, advance):
+            with byte_progress(f"hashing {_shown(path, shown)}") as (on_total, advance):
                 manifests.append(
                     digest_tree(
                         path,
@@ -137,6 +167,8 @@ def digest(
                         workers=jobs,
                         progress=advance,
                         on_total=on_total,
+                        record_versions=record_versions,
+                        cluster=cluster if isinstance(path, str) else None,
                     )
                 )
     finally:
@@ -151,12 +183,14 @@ def digest(
         echo_json(
             [
                 _described(path, manifest, snapshots.get(shown.get(path, "")))
+                if isinstance(path, Path)
+                else json.loads(manifest.to_json())
                 for path, manifest in zip(paths, manifests, strict=True)
             ]
         )
         return
     for path, manifest in zip(paths, manifests, strict=True):
-        click.echo(f"sha256:{manifest.digest}  {display_name(shown.get(path, path))}")
+        click.echo(f"sha256:{manifest.digest}  {display_name(_shown(path, shown))}")
         if show_files:
             for entry in manifest.files:
                 click.echo(f"  {manifest.algorithm}:{entry.digest}  {display_name(entry.path)}")
@@ -178,6 +212,15 @@ def _described(path: Path, manifest: TreeManifest, snapshot: Any) -> dict[str, A
             "requestedRevision": snapshot.requested,
         }
     return data
+
+
+def _shown(path: Path | str, given: dict[Path | str, str]) -> str:
+    """A path or hub reference as given, or a URL without credentials."""
+    if isinstance(path, str):
+        from mlprov.digest.remote import public_url
+
+        return public_url(path)
+    return given.get(path, str(path))
 
 
 def _report_check(

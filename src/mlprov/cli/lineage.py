@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from mlprov.cli._common import byte_progress, follow_symlinks_option
+from mlprov.cli._common import byte_progress, follow_symlinks_option, storage_option
 from mlprov.cli.store import store_option
 from mlprov.digest import DigestCache, digest_file, digest_tree
 from mlprov.errors import InputError, MlprovError
@@ -58,12 +58,19 @@ def digest_of_path(path: Path, *, follow_symlinks: bool = False) -> str:
 
 
 def resolve_target(target: str, *, follow_symlinks: bool = False) -> str:
-    """A digest as given (`sha256:<hex>` or bare hex), the digest of an existing path, or
-    of the hub snapshot an `hf://org/name@REV` names (resolved from the local cache)."""
+    """A digest as given (`sha256:<hex>` or bare hex), the digest of an existing path, of
+    the hub snapshot an `hf://org/name@REV` names (resolved from the local cache), or that
+    of an object-store URL (`s3://bucket/prefix/`), hashed where it is."""
+    from mlprov.digest.remote import is_remote, public_url
+
     if target.startswith("hf://"):
         from mlprov.collect.hf import resolve_hub_uri
 
         return digest_of_path(resolve_hub_uri(target).path)
+    if is_remote(target):
+        with byte_progress(f"hashing {public_url(target)}") as (on_total, advance):
+            remote = digest_tree(target, progress=advance, on_total=on_total)
+        return f"sha256:{remote.identity}"
     path = Path(target)
     looks_like_digest = ":" in target and not target.startswith(("/", "."))
     if path.exists() and not looks_like_digest:
@@ -152,6 +159,7 @@ def _facts_lines(graph: LineageGraph, facts: dict[str, dict[str, Any]]) -> Itera
 )
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @follow_symlinks_option
+@storage_option
 @store_option
 @click.pass_context
 def lineage(

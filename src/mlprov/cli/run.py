@@ -19,7 +19,14 @@ from typing import Any
 import click
 
 from mlprov.api import TrainingRun
-from mlprov.cli._common import follow_symlinks_option, force_option, sign_options, signers_from
+from mlprov.cli._common import (
+    LOCATION,
+    follow_symlinks_option,
+    force_option,
+    sign_options,
+    signers_from,
+    storage_option,
+)
 from mlprov.collect.builder import utc_now
 from mlprov.collect.config import parse_overrides
 from mlprov.errors import InputError
@@ -75,14 +82,14 @@ class GreedyOption(click.Option):
 @click.option(
     "--materials",
     cls=GreedyOption,
-    type=click.Path(path_type=Path),
+    type=LOCATION,
     metavar="PATH...",
     help="Inputs, hashed before the command runs.",
 )
 @click.option(
     "--products",
     cls=GreedyOption,
-    type=click.Path(path_type=Path),
+    type=LOCATION,
     metavar="PATH...",
     help="Outputs, hashed after it (the subjects).",
 )
@@ -102,14 +109,15 @@ class GreedyOption(click.Option):
 @follow_symlinks_option
 @force_option
 @sign_options
+@storage_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stderr.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def run(
     ctx: click.Context,
     step: str,
-    materials: tuple[Path, ...],
-    products: tuple[Path, ...],
+    materials: tuple[Path | str, ...],
+    products: tuple[Path | str, ...],
     config_file: Path | None,
     params: tuple[str, ...],
     out: Path,
@@ -150,10 +158,10 @@ def run(
     code, error = _execute(command)
     command_code = code
     # From here on the command has run: nothing may stop its record being written.
-    missing = [p for p in products if not os.path.lexists(p)]
+    missing = [p for p in products if isinstance(p, Path) and not os.path.lexists(p)]
     undigested: list[UndigestedProduct] = []
     for path in products:
-        if not os.path.lexists(path):
+        if isinstance(path, Path) and not os.path.lexists(path):
             continue
         try:
             recorder.product(path)

@@ -10,11 +10,13 @@ import click
 from securesystemslib.signer import Key
 
 from mlprov.cli._common import (
+    LOCATION,
     display_name,
     echo_json,
     follow_symlinks_option,
     json_option,
     one_line,
+    storage_option,
     trust_cache_option,
 )
 from mlprov.digest import DigestCache
@@ -105,10 +107,11 @@ def trusted_key_options(func: F) -> F:
     "--subject-path",
     "subject_paths",
     multiple=True,
-    type=click.Path(path_type=Path),
-    help="File or tree that must match a subject digest. Repeatable.",
+    type=LOCATION,
+    help="File or tree (or object-store URL) that must match a subject digest. Repeatable.",
 )
 @trust_cache_option
+@storage_option
 @json_option
 @click.pass_context
 def verify(
@@ -121,7 +124,7 @@ def verify(
     issuer: str | None,
     trusted_root: Path | None,
     staging: bool,
-    subject_paths: tuple[Path, ...],
+    subject_paths: tuple[Path | str, ...],
     trust_cache: bool,
     as_json: bool,
     follow_symlinks: bool,
@@ -136,7 +139,7 @@ def verify(
     if not keys and not identities:
         raise InputError("give --key PUB, or --identity and --issuer for Sigstore bundles")
     for path in subject_paths:
-        if not path.exists():
+        if isinstance(path, Path) and not path.exists():
             raise InputError(f"--subject-path {path}: no such file or directory")
     reports = []
     all_ok = True

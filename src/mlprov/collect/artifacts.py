@@ -1,10 +1,13 @@
-"""Local files and trees, and Hugging Face hub snapshots, as ResourceDescriptors.
+"""Local files and trees, remote objects and prefixes, and Hugging Face hub snapshots, as
+ResourceDescriptors.
 
 A directory is identified by its tree digest (OMS-compatible, as `mlprov digest` prints);
 a single file by the sha256 of its bytes. A hub cache snapshot
 (`.../datasets--org--name/snapshots/REV/`, or `hf://datasets/org/name@REV` resolved from
 the cache) is read offline: its symlinks into its own `blobs/` are followed (the digest
-walk's rule), and each blob is checked against its name.
+walk's rule), and each blob is checked against its name. A remote URL
+(`s3://bucket/prefix/`, `gs://`, `az://`, `https://`) is hashed where it is, as
+`mlprov digest` would, and recorded with its URI (without credentials).
 """
 
 from __future__ import annotations
@@ -47,13 +50,16 @@ def describe_path(
     follow_symlinks: bool = False,
     model_facts: bool = False,
 ) -> DescribedPath:
-    """Digest a local file or directory, a hub snapshot, or an `hf://` reference (resolved
-    offline from the hub cache) into a named ResourceDescriptor.
+    """Digest a local file or directory, a hub snapshot, an `hf://` reference (resolved
+    offline from the hub cache), or a remote object or prefix into a named
+    ResourceDescriptor.
 
     A hub snapshot is named by its repository id (unless `name` is given) and recorded
     with its `hf://…@COMMIT` URI and the commit as a `gitCommit` digest beside the
     content digest. `model_facts` adds what the model files' headers say (modelFacts).
     """
+    if is_remote_url(path):
+        return describe_remote(str(path), name=name, cache=cache, annotations=annotations)
     snapshot: HubSnapshot | None
     if is_hub_uri(path):
         snapshot = resolve_hub_uri(str(path))
@@ -93,6 +99,40 @@ def describe_path(
         name=check_name(name or default_name, what="artifact"),
         uri=snapshot.uri if snapshot else None,
         digest=digests,
+        annotations=notes,
+    )
+    return DescribedPath(descriptor, manifest, is_dir)
+
+
+def is_remote_url(location: object) -> bool:
+    """True for a URL mlprov hashes where it is (s3://, gs://, az://, http(s)://)."""
+    from mlprov.digest.remote import is_remote
+
+    return is_remote(location)
+
+
+def describe_remote(
+    url: str,
+    *,
+    name: str | None = None,
+    cache: DigestCache | None = None,
+    annotations: dict[str, Any] | None = None,
+) -> DescribedPath:
+    """Digest a remote object or prefix in place; the descriptor carries its URI."""
+    from mlprov.digest.remote import public_url
+
+    manifest = digest_tree(url, cache=cache)
+    is_dir = not (len(manifest.files) == 1 and manifest.files[0].path == ".")  # lone object
+    notes: dict[str, Any] = {
+        DIGEST_OF: TREE if is_dir else FILE,
+        "fileCount": manifest.file_count,
+        "byteSize": manifest.total_size,
+    }
+    notes.update(annotations or {})
+    descriptor = ResourceDescriptor(
+        name=check_name(name or manifest.name, what="artifact"),
+        uri=public_url(url),
+        digest={"sha256": manifest.identity},
         annotations=notes,
     )
     return DescribedPath(descriptor, manifest, is_dir)

@@ -1,8 +1,10 @@
 """Datasets as ResourceDescriptors: a local file or tree, a hub snapshot or `hf://`, or a URI.
 
 A local dataset is digested (tree digest for a directory, sha256 for a file) and keeps
-its manifest so the caller can write it beside the attestation; a URI is recorded with
-the digest the user supplies (`URI#sha256=HEX`, pip's convention) and never fetched.
+its manifest so the caller can write it beside the attestation; so is one in object
+storage (`s3://bucket/prefix/`, `gs://`, `az://`, `https://.../file`), hashed where it
+is and recorded with its URI. A URI given with its digest (`URI#sha256=HEX`, pip's
+convention), or one mlprov cannot read, is recorded with that digest and never fetched.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from mlprov.collect.artifacts import (
     check_name,
     describe_path,
+    is_remote_url,
     is_uri,
     parse_digest,
     split_uri_digest,
@@ -58,13 +61,16 @@ def describe_dataset(
     if license is not None:
         notes["license"] = normalize_license(license, what=f"--license {name}")
     text = str(location)
-    if isinstance(location, str) and is_uri(text) and not is_hub_uri(text):
+    remote = isinstance(location, str) and is_uri(text) and not is_hub_uri(text)
+    if remote and split_uri_digest(text)[1] is None and digest is None and is_remote_url(text):
+        described = describe_path(text, name=name, cache=cache, annotations=notes)
+        return DatasetRecord(described.descriptor, described.manifest if described.is_dir else None)
+    if remote:
         uri, fragment = split_uri_digest(text)
         spec = digest or fragment
         if spec is None:
             raise InputError(
-                f"{what} {name}: {uri} is remote; give its digest as URI#sha256=HEX "
-                "(mlprov never downloads it)"
+                f"{what} {name}: mlprov cannot read {uri}; give its digest as URI#sha256=HEX"
             )
         descriptor = ResourceDescriptor(
             name=name, uri=uri, digest=parse_digest(spec, what=f"{what} {name}"), annotations=notes

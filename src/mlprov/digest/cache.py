@@ -1,5 +1,8 @@
 """A cache of file digests validated by device, inode, size, mtime_ns and ctime_ns, as git's index.
 
+(Remote objects are kept apart, one row each, keyed by store, key and byte range and
+validated by size, ETag and version id: see `load_objects`.)
+
 The digests are kept per directory: one record holds, for every file seen in a directory
 (named by its device and inode), the file's name, its stat stamp when hashed and its
 digest. A re-digest reads one record per directory instead of one row per file, and a
@@ -31,7 +34,17 @@ CREATE TABLE IF NOT EXISTS dirs (
     names BLOB NOT NULL, entries BLOB NOT NULL,
     PRIMARY KEY (dev, ino, algorithm)
 );
+CREATE TABLE IF NOT EXISTS objects (
+    store TEXT NOT NULL, key TEXT NOT NULL, algorithm TEXT NOT NULL,
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL,
+    size INTEGER NOT NULL, etag TEXT NOT NULL, version TEXT NOT NULL, digest BLOB NOT NULL,
+    PRIMARY KEY (store, key, algorithm, start, "end")
+);
 """
+#: A remote object's (or byte range's) cache key: store, key, start, end; and what must
+#: still hold for its digest to: size, ETag, version id ('' when the store has none).
+ObjectKey = tuple[str, int, int]
+ObjectStamp = tuple[int, str, str]
 #: Directories per lookup query (SQLite's default limit is 999 parameters).
 _QUERY_DIRS = 500
 
@@ -163,6 +176,50 @@ class DigestCache:
             self._db.executemany("INSERT OR REPLACE INTO dirs VALUES (?,?,?,?,?)", rows)
             self._db.executemany(
                 "DELETE FROM dirs WHERE dev = ? AND ino = ? AND algorithm = ?", gone
+            )
+
+    def load_objects(
+        self, algorithm: str, store: str, keys: Iterable[ObjectKey]
+    ) -> dict[ObjectKey, tuple[ObjectStamp, str]]:
+        """Remote objects' digests by (key, start, end): each with the (size, ETag,
+        version id) it was hashed under, which the caller compares with the listing's."""
+        if self._db is None:
+            return {}
+        wanted = sorted({k[0] for k in keys})
+        found: dict[ObjectKey, tuple[ObjectStamp, str]] = {}
+        try:
+            for i in range(0, len(wanted), _QUERY_DIRS):
+                chunk = wanted[i : i + _QUERY_DIRS]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    'SELECT key, start, "end", size, etag, version, digest FROM objects'
+                    f" WHERE store = ? AND algorithm = ? AND key IN ({marks})",
+                    [store, algorithm, *chunk],
+                )
+                for key, start, end, size, etag, version, digest in rows:
+                    if isinstance(digest, bytes):
+                        found[(key, start, end)] = ((size, etag, version), digest.hex())
+        except sqlite3.Error:
+            return {}
+        return found
+
+    def save_objects(
+        self,
+        algorithm: str,
+        store: str,
+        rows: Iterable[tuple[ObjectKey, ObjectStamp, str]],
+    ) -> None:
+        """Remember remote digests: ((key, start, end), (size, ETag, version id), hex)."""
+        if self._db is None:
+            return
+        values = [
+            (store, key, algorithm, start, end, size, etag, version, bytes.fromhex(digest))
+            for (key, start, end), (size, etag, version), digest in rows
+            if etag  # without an ETag nothing tells a rewrite: never cached
+        ]
+        with contextlib.suppress(sqlite3.Error), self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?)", values
             )
 
     def close(self) -> None:

@@ -77,6 +77,11 @@ class TreeManifest(BaseModel):
     digest: str = Field(description="sha256 over the raw entry digests, in order (OMS)")
     ignore: list[str] = Field(default_factory=list, description="Ignore patterns applied")
     files: list[FileEntry]
+    versions: dict[str, str] | None = Field(
+        default=None,
+        description="Object version id of each file, when read from a versioned object store "
+        "(`mlprov digest --record-versions`), so the tree can be re-read exactly",
+    )
 
     @classmethod
     def build(
@@ -111,6 +116,7 @@ class TreeManifest(BaseModel):
             digest=tree_digest(e.digest for e in ordered),
             ignore=list(ignore),
             files=ordered,
+            versions=None,
         )
 
     @property
@@ -140,7 +146,10 @@ class TreeManifest(BaseModel):
 
     def to_json(self) -> bytes:
         """Stable JSON bytes of the manifest (sorted keys, one trailing newline)."""
-        return (json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode()
+        data = self.model_dump(mode="json")
+        if data.get("versions") is None:
+            data.pop("versions", None)  # absent, not null: manifests of local trees unchanged
+        return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
     def from_json(cls, data: bytes | str, *, source: str = "manifest") -> TreeManifest:

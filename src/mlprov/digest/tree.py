@@ -13,7 +13,7 @@ import stat
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from mlprov.digest.algorithms import DEFAULT_ALGORITHM, check_algorithm
 from mlprov.digest.cache import DigestCache, Stamp, stamp
@@ -43,6 +43,7 @@ from mlprov.digest.walk import (
     root_subtree,
     walk_subtree,
 )
+from mlprov.errors import InputError
 
 
 class DigestProgress(Protocol):
@@ -99,6 +100,9 @@ def digest_tree(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     on_total: Callable[[int], None] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    record_versions: bool = False,
+    cluster: Any = None,
 ) -> TreeManifest:
     """Hash every file of a directory (or one file, named `.`) into a TreeManifest.
 
@@ -111,10 +115,33 @@ def digest_tree(
     OMS's `shards` method; `cache` skips files whose stat is unchanged since last time;
     `on_total` is told the number of bytes that will be hashed, then `progress` each
     increment (from worker threads).
+
+    `path` may be a remote URL (`s3://bucket/prefix/`, `gs://`, `az://`, `https://`):
+    see mlprov.digest.remote for `storage_options` and `record_versions`, and
+    mlprov.digest.cluster for `cluster` (a Dask Client, `tcp://scheduler:8786`, `local:N`).
     """
     check_algorithm(algorithm)
-    root = Path(path)
     patterns = [*(default_ignore_patterns() if default_ignores else []), *ignore]
+    if isinstance(path, str) and "://" in path:
+        from mlprov.digest.remote import digest_remote, is_remote
+
+        if is_remote(path):
+            return digest_remote(  # type: ignore[no-any-return]
+                path,
+                algorithm=algorithm,
+                patterns=patterns,
+                shard_size=shard_size,
+                cache=cache,
+                workers=workers,
+                progress=progress,
+                on_total=on_total,
+                storage_options=storage_options,
+                record_versions=record_versions,
+                cluster=cluster,
+            )
+    if cluster is not None:
+        raise InputError("a Dask cluster hashes remote URLs (s3://, gs://, az://); not local paths")
+    root = Path(path)
     workers = workers or default_workers()
     nofollow = not follow_symlinks
     st, ctx = open_tree(

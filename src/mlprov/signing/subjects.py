@@ -22,19 +22,25 @@ from mlprov.statement import DIGEST_OF, TREE, Statement
 
 def check_subject_path(
     statement: Statement,
-    path: Path,
+    path: Path | str,
     *,
     cache: DigestCache | None = None,
     follow_symlinks: bool = False,
 ) -> Check:
-    """Whether the file or tree at `path` is one of the Statement's subjects.
+    """Whether the file or tree at `path` (or an object-store URL) is one of the
+    Statement's subjects.
 
     A directory matches only a subject that says it is a tree (`digestOf: tree`), or an
     OMS signature whose resources match file by file; a file never matches a tree subject:
-    a file of concatenated raw digests has a tree's digest as its sha256. `cache` is for
-    callers that chose to trust it (`--trust-cache`): verification digests afresh.
-    Symlinks follow the digest walk's rule (`follow_symlinks`, and hub snapshots' blobs).
+    a file of concatenated raw digests has a tree's digest as its sha256. A remote prefix
+    is a tree, a lone object a file, under the same rule. `cache` is for callers that
+    chose to trust it (`--trust-cache`): verification digests afresh. Symlinks follow the
+    digest walk's rule (`follow_symlinks`, and hub snapshots' blobs).
     """
+    from mlprov.digest.remote import is_remote
+
+    if is_remote(path):
+        return _check_remote(statement, str(path), cache)
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: no such file or directory")
@@ -64,6 +70,35 @@ def check_subject_path(
         return Check("subject", False, "no subject uses a digest mlprov computes", str(path))
     shown = ", ".join(f"{a}:{d[:16]}…" for a, d in sorted(computed.items()))
     return Check("subject", False, f"matches no subject (file is {shown})", str(path))
+
+
+def _check_remote(statement: Statement, url: str, cache: DigestCache | None) -> Check:
+    """A remote object or prefix, hashed where it is (as `mlprov digest URL` would): a
+    prefix only matches tree subjects, a lone object never one."""
+    from mlprov.digest.remote import public_url
+
+    manifest = digest_tree(url, cache=cache)
+    lone = len(manifest.files) == 1 and manifest.files[0].path == "."
+    other_kind = []
+    for rd in statement.subject:
+        if (rd.digest or {}).get("sha256", "").lower() != manifest.identity:
+            continue
+        name = rd.name or "(unnamed)"
+        if (rd.digest_of == TREE) != (not lone):
+            other_kind.append(name)
+            continue
+        return Check("subject", True, f"matches subject {name}", public_url(url))
+    if other_kind:
+        what = "an object" if lone else "a prefix (a tree)"
+        return Check(
+            "subject",
+            False,
+            f"{what}, but subject {', '.join(other_kind)} with its digest is not"
+            f" {'a file' if lone else 'a tree'}",
+            public_url(url),
+        )
+    detail = f"sha256:{manifest.identity[:16]}… matches no subject"
+    return Check("subject", False, detail, public_url(url))
 
 
 def _check_tree(
