@@ -11,14 +11,8 @@ import click
 from mlprov.cli._common import echo_json, force_option, json_option, progress_bar
 from mlprov.cli.sign import keyless_signing_options, load_signers, signing_key_options
 from mlprov.cli.verify import identities_from, sigstore_options
-from mlprov.digest import DigestCache
 from mlprov.errors import InputError
 from mlprov.fsio import check_writable, write_bytes_atomic
-from mlprov.signing.bundle import bundle_bytes
-from mlprov.signing.files import read_attestations
-from mlprov.signing.keys import load_public_key
-from mlprov.signing.oms import model_statement, sign_model, verify_model
-from mlprov.signing.sigstore_sign import resolve_identity_token, sign_statement_sigstore
 
 SIGN_EPILOG = """\b
 Examples:
@@ -80,6 +74,12 @@ def sign_cmd(
     as_json: bool,
 ) -> None:
     """Write an OMS v1.0 signature bundle of MODEL (a directory or one file)."""
+    # Imported here, not at the top: this module is loaded for every `model` command.
+    from mlprov.digest import DigestCache
+    from mlprov.signing.bundle import bundle_bytes
+    from mlprov.signing.oms import model_statement, sign_model
+    from mlprov.signing.sigstore_sign import resolve_identity_token, sign_statement_sigstore
+
     if sigstore == bool(keys):
         raise InputError("give exactly one of --key or --sigstore")
     check_writable(out, force=force)
@@ -176,6 +176,11 @@ def verify_cmd(
     as_json: bool,
 ) -> None:
     """Verify MODEL against an OMS signature; exit 1 naming any changed, missing or added file."""
+    from mlprov.digest import DigestCache
+    from mlprov.signing.files import read_attestations
+    from mlprov.signing.keys import load_public_key
+    from mlprov.signing.oms import verify_model
+
     identities = identities_from(identity, identity_regexp, issuer)
     if len(identities) > 1:
         raise InputError("give one --identity for a model signature")

@@ -6,27 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import yaml
 
 from mlprov.cli._common import echo_json, force_option, json_option
 from mlprov.errors import InputError
 from mlprov.fsio import write_bytes_atomic
-from mlprov.policy import (
-    LAYOUT_PAYLOAD_TYPE,
-    PolicyResult,
-    ReleasedSubject,
-    collect_claims,
-    evaluate,
-    load_layout,
-)
-from mlprov.policy.attestations import ClaimSet
-from mlprov.policy.loader import validate_layout
-from mlprov.policy.vsa import vsa_statement
-from mlprov.signing.dsse import sign_envelope
-from mlprov.signing.keys import load_public_key, load_signer
+
+if TYPE_CHECKING:  # imported where used: this module is loaded for every policy command
+    from mlprov.policy import PolicyResult, ReleasedSubject
+    from mlprov.policy.attestations import ClaimSet
 
 CHECK_EPILOG = """\b
 Examples:
@@ -65,6 +55,8 @@ def policy() -> None:
 
 
 def _parse_params(pairs: Sequence[str], files: Sequence[Path]) -> dict[str, str]:
+    import yaml
+
     params: dict[str, str] = {}
     for path in files:
         try:
@@ -102,6 +94,7 @@ def _with_params(func: Any) -> Any:
 
 def _released(paths: Sequence[Path]) -> list[ReleasedSubject]:
     from mlprov.digest import digest_file, digest_tree
+    from mlprov.policy import ReleasedSubject
 
     out = []
     for path in paths:
@@ -142,6 +135,7 @@ def _check_classic(
 ) -> None:
     """A classic in-toto v1 layout: verified by the in-toto library, links from one dir."""
     from mlprov.policy.classic import verify_classic
+    from mlprov.signing.keys import load_public_key
 
     if other:
         raise InputError(
@@ -265,6 +259,11 @@ def check(
     as_json: bool,
 ) -> None:
     """Evaluate the attestations against LAYOUT; optionally write a signed VSA."""
+    from mlprov.policy import collect_claims, evaluate, load_layout
+    from mlprov.policy.vsa import vsa_statement
+    from mlprov.signing.dsse import sign_envelope
+    from mlprov.signing.keys import load_public_key, load_signer
+
     if not attestation_paths and not from_store:
         raise InputError("give --attestations DIR|FILE, or --from-store with --subject")
     if from_store and not subject_paths:
@@ -338,6 +337,8 @@ def lint(
     layout_path: Path, params: tuple[str, ...], param_files: tuple[Path, ...], as_json: bool
 ) -> None:
     """Validate LAYOUT without attestations: schema, rules, CEL, references, expiry."""
+    from mlprov.policy import load_layout
+
     if _is_classic(layout_path):
         from mlprov.policy.classic import load_classic
 
@@ -402,6 +403,7 @@ def init(
 ) -> None:
     """Write a commented starter layout for the dataset → train → eval → release pipeline."""
     from mlprov.policy.starter import STEPS, starter_layout
+    from mlprov.signing.keys import load_public_key
 
     chosen: dict[str, str] = {}
     for item in keys:
@@ -444,6 +446,11 @@ def sign(
     as_json: bool,
 ) -> None:
     """Sign LAYOUT (DSSE) with owner keys, after checking it loads."""
+    from mlprov.policy import LAYOUT_PAYLOAD_TYPE
+    from mlprov.policy.loader import validate_layout
+    from mlprov.signing.dsse import sign_envelope
+    from mlprov.signing.keys import load_signer
+
     try:
         data = layout_path.read_bytes()
     except OSError as exc:

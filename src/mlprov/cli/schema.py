@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 import click
-import yaml
 
 from mlprov.cli._common import echo_json, json_option
 from mlprov.errors import InputError
@@ -19,7 +18,6 @@ from mlprov.schemagen import (
     validate_document,
     validate_statement,
 )
-from mlprov.signing.dsse import Envelope
 
 EPILOG = """\b
 Examples:
@@ -79,6 +77,10 @@ def schema(name: str | None, document: Path | None, as_json: bool) -> None:
 
 def _read_document(path: Path) -> Any:
     """A JSON (or, for layouts, YAML) document; a DSSE envelope stands for its payload."""
+    import yaml
+
+    from mlprov.signing.dsse import Envelope
+
     raw = read_input(path, limit=MAX_DOCUMENT_BYTES, what="document")
     try:
         data = json.loads(raw)

@@ -9,26 +9,35 @@ not hold is reported but does not fail.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any
-
-import celpy
-from celpy import celtypes
-from celpy.adapter import json_to_cel
-from celpy.celparser import CELParseError
-from celpy.evaluation import CELEvalError
+from typing import TYPE_CHECKING, Any
 
 from mlprov.errors import InputError
-from mlprov.policy.layout import AttributeRuleSpec
 from mlprov.policy.results import RuleResult
 
-_ENV = celpy.Environment()
+if TYPE_CHECKING:
+    from celpy.evaluation import CELEvalError
+
+    from mlprov.policy.layout import AttributeRuleSpec
+
+
+@functools.cache
+def _environment() -> Any:
+    """The CEL environment, built once and only when a layout has attribute rules
+    (cel-python builds its grammar's parser tables then: a quarter of a second)."""
+    import celpy
+
+    return celpy.Environment()
 
 
 def compile_cel(expression: str, *, where: str) -> Any:
     """A runnable CEL program; a syntax error is an InputError naming the rule."""
+    from celpy.celparser import CELParseError
+
+    env = _environment()
     try:
-        return _ENV.program(_ENV.compile(expression))
+        return env.program(env.compile(expression))
     except CELParseError as exc:
         detail = " ".join(str(exc).split())
         raise InputError(f"{where}: CEL syntax error in {expression!r}: {detail}") from None
@@ -36,6 +45,8 @@ def compile_cel(expression: str, *, where: str) -> Any:
 
 def activation(statement: dict[str, Any]) -> dict[str, Any]:
     """The variables a rule sees, as CEL values (JSON types preserved)."""
+    from celpy.adapter import json_to_cel
+
     return {
         "subject": json_to_cel(statement.get("subject") or []),
         "predicateType": json_to_cel(statement.get("predicateType") or ""),
@@ -59,6 +70,9 @@ class AttributeRule:
         return cls(spec=spec, program=compile_cel(spec.rule, where=where))
 
     def evaluate(self, statement: dict[str, Any], *, where: str) -> RuleResult:
+        from celpy import celtypes
+        from celpy.evaluation import CELEvalError
+
         rule = self.spec.rule
         try:
             value = self.program.evaluate(activation(statement))
