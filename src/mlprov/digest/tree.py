@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -229,6 +228,8 @@ def _run(
             name, key, digest = run_one(task)
             results[name] = (key, digest)
         return results
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlprov-digest") as pool:
         futures = [pool.submit(run_one, task) for task in large]
         for task in small:
