@@ -203,3 +203,42 @@ def test_verify_with_a_key_loads_no_sigstore_cel_or_schemas(tmp_path: Path) -> N
     assert code == 0, output
     assert "OK: 1 attestation(s)" in output
     assert _heavy(modules, HEAVY_FOR_KEYS) == []
+
+
+def _threads_used(tree: Path) -> bool:
+    """Whether `mlprov digest --no-cache TREE` started the thread pool (in a new process)."""
+    code, modules, output = _modules("digest", "--no-cache", "--jobs", "2", tree)
+    assert code == 0 and output.startswith("sha256:"), output
+    assert "multiprocessing" not in modules  # a few files never fork workers
+    return "concurrent.futures.thread" in modules
+
+
+def test_one_large_file_is_hashed_without_starting_threads(tmp_path: Path) -> None:
+    from mlprov.digest.hashing import LARGE_FILE
+
+    tree = tmp_path / "one"
+    tree.mkdir()
+    (tree / "weights.bin").write_bytes(b"\1" * (LARGE_FILE + 1))
+    (tree / "config.json").write_bytes(b"{}")
+    assert not _threads_used(tree)  # nothing to run beside it: the pool would only cost
+
+
+def test_two_large_files_are_hashed_in_the_pool(tmp_path: Path) -> None:
+    from mlprov.digest.tree import POOL_MIN_SAVING
+
+    tree = tmp_path / "two"
+    tree.mkdir()
+    for i in range(2):
+        (tree / f"shard-{i}.bin").write_bytes(bytes([i]) * (POOL_MIN_SAVING + 1))
+    assert _threads_used(tree)
+
+
+def test_pool_saving_is_what_threads_can_take_off_the_longest_path() -> None:
+    from mlprov.digest.tree import pool_saving
+
+    assert pool_saving([100], 2) == 0  # one task: nothing runs beside it
+    assert pool_saving([100, 100], 1) == 0
+    assert pool_saving([100, 100], 2) == 100
+    assert pool_saving([100, 100, 100, 100], 2) == 200
+    assert pool_saving([300, 10, 10], 2) == 20  # the largest task is the longest path
+    assert pool_saving([], 4) == 0

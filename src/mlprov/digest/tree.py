@@ -173,6 +173,22 @@ def _tasks(files: Sequence[FileInfo], shard_size: int | None) -> list[_Task]:
     ]
 
 
+#: The thread pool starts only when it can take at least this many bytes off the calling
+#: thread's path: below that, starting it (and importing concurrent.futures) costs more
+#: than it saves. Measured with benchmarks/digest_crossover.py (docs/digest.md).
+POOL_MIN_SAVING = 8 << 20
+
+
+def pool_saving(sizes: Sequence[int], workers: int) -> int:
+    """Bytes that `workers` threads could take off the longest path through tasks of these
+    sizes: all of the work, less what one thread must still do (an even share of it, or
+    the largest task, whichever is more)."""
+    if workers < 2 or not sizes:
+        return 0
+    total = sum(sizes)
+    return total - max(-(-total // workers), max(sizes))
+
+
 def _run(
     tasks: Sequence[_Task],
     algorithm: str,
@@ -223,7 +239,8 @@ def _run(
         files = [SmallFile(t.info.path, t.name) for t in whole_small]
         forked = ForkedHashing(files, algorithm, workers=workers, nofollow=nofollow)
         small = [t for t in small if t.end >= 0]
-    if (not large or workers == 1) and forked is None:
+    saving = pool_saving([t.size for t in tasks], workers) if large else 0
+    if forked is None and saving < POOL_MIN_SAVING:
         for task in [*large, *small]:
             name, key, digest = run_one(task)
             results[name] = (key, digest)
