@@ -10,7 +10,9 @@ This measures both crossovers on this machine, in this process, warm page cache:
       LARGE_FILE set to SIZE, so every file goes to it); and one lone file, pool or not;
   (b) N files of 4 KiB in directories of 100: hashed here against forked workers
       (MIN_FILES forced to 0 or to infinity), without a cache, into an empty cache
-      (cold) and from a full one (warm).
+      (cold) and from a full one (warm);
+  (c) what the first use of each costs a new process (a CLI call): importing
+      concurrent.futures' thread pool, and multiprocessing with its process pool.
 Each figure is the fastest of --repeat runs: on a shared machine the minimum is the
 figure least disturbed by neighbours. The thresholds in docs/digest.md come from here.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -114,6 +117,24 @@ def _fork(work: Path, counts: list[int], repeat: int) -> None:
             )
 
 
+def _first_use(repeat: int) -> None:
+    print("\n(c) first use in a new process: import cost (fastest CPU time, less `pass`)")
+    code = {
+        "pass": "pass",
+        "thread pool": "from concurrent.futures import ThreadPoolExecutor",
+        "process pool": "from concurrent.futures import ProcessPoolExecutor",
+    }
+    best = {}
+    for label, source in code.items():
+        run = [sys.executable, "-c", f"import time\n{source}\nprint(time.process_time())"]
+        best[label] = min(
+            float(subprocess.run(run, capture_output=True, text=True, check=True).stdout)
+            for _ in range(repeat)
+        )
+    for label in ("thread pool", "process pool"):
+        print(f"{label:>13}: {(best[label] - best['pass']) * 1e3:6.2f} ms")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -128,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         _pool(work, [1, 8], sizes, args.repeat)
         _fork(work, [250, 500, 1000, 2000, 4000, 8000], args.repeat)
+    _first_use(args.repeat)
     one, five, _ = os.getloadavg()
     print(f"end: load average {one:.2f} (1 min), {five:.2f} (5 min)")
     return 0
