@@ -187,6 +187,16 @@ def test_unknown_command_is_still_a_usage_error() -> None:
     assert "No such command 'no-such-command'" in result.err
 
 
+def test_a_mistyped_command_is_matched_against_every_command() -> None:
+    # In a new process, where no command is imported yet.
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_MAIN, "digset"], capture_output=True, text=True, check=True
+    )
+    if hasattr(click.exceptions, "NoSuchCommand"):  # click >= 8.4 suggests
+        assert "Did you mean 'digest'?" in done.stderr, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["code"] == 2
+
+
 def test_verify_with_a_key_loads_no_sigstore_cel_or_schemas(tmp_path: Path) -> None:
     statement = {
         "_type": "https://in-toto.io/Statement/v1",

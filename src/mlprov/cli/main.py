@@ -98,6 +98,19 @@ class LazyGroup(click.Group):
             self.commands[cmd_name] = self._load(cmd_name)
         return self.commands.get(cmd_name)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            no_such = getattr(click.exceptions, "NoSuchCommand", None)  # click >= 8.4
+            if no_such is None or not isinstance(exc, no_such) or exc.possibilities:
+                raise
+            # click suggests ("Did you mean ...?") from the commands imported so far.
+            possible = self.list_commands(ctx)
+            raise no_such(exc.command_name, possibilities=possible, ctx=ctx) from None
+
     def _load(self, name: str) -> click.Command:
         module_name, _, attribute = self.lazy_commands[name].target.partition(":")
         command = getattr(importlib.import_module(module_name), attribute)
