@@ -1,60 +1,92 @@
 """Where parallel digesting starts to pay (by hand: `python benchmarks/digest_crossover.py`).
 
-The digest engine hashes in the calling thread unless the work repays starting helpers:
-  - the thread pool takes files of at least `hashing.LARGE_FILE` bytes (hashlib releases
-    the GIL on them); below that a file costs system calls and interpreter time;
-  - forked worker processes walk and hash small files once a tree holds at least
-    `procs.MIN_FILES` of them.
-This measures both crossovers on this machine, in this process, warm page cache:
-  (a) COUNT files of SIZE each: one thread (workers=1) against the pool (workers=2 and
-      LARGE_FILE set to SIZE, so every file goes to it); and one lone file, pool or not;
-  (b) N files of 4 KiB in directories of 100: hashed here against forked workers
-      (MIN_FILES forced to 0 or to infinity), without a cache, into an empty cache
-      (cold) and from a full one (warm);
-  (c) what the first use of each costs a new process (a CLI call): importing
-      concurrent.futures' thread pool, and multiprocessing with its process pool.
-Each figure is the fastest of --repeat runs: on a shared machine the minimum is the
-figure least disturbed by neighbours. The thresholds in docs/digest.md come from here.
+The digest engine works in the calling thread unless the work repays starting helpers:
+  - the thread pool (`tree.POOL_MIN_SAVING`): it must take enough bytes off the calling
+    thread's path to pay for its first use in a process (a CLI call is a new process);
+  - forked worker processes (`procs.MIN_FILES`): enough small files to pay for forking.
+This measures both on this machine, warm page cache, and prints the crossovers:
+  (a) the rate one thread hashes at, and what the pool's first use costs a new process
+      (importing concurrent.futures, starting and joining the threads): the pool pays
+      once it saves more bytes than that cost would hash;
+  (b) N files of 4 KiB in directories of 100, hashed in this process against two forked
+      workers (MIN_FILES forced to infinity or to 0; the process pool's imports added,
+      as a CLI call pays them): without a cache, into an empty one (cold), and from a
+      full one (warm).
+Both are estimated from CPU time, which neighbours disturb far less than wall-clock on a
+shared machine: one thread's time is its CPU time; two workers' is the parent's CPU time
+plus half of the workers' (each does half). Each figure is the least of --repeat runs;
+the fastest wall-clock of each is printed beside it. docs/digest.md's thresholds come
+from here.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlprov.digest import DigestCache, digest_tree, procs, tree
 
 
-def _fastest(run: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
+@dataclass(frozen=True)
+class Cost:
+    """The least wall-clock, own CPU and reaped children's CPU seconds over some runs."""
+
+    wall: float
+    cpu: float
+    children: float
+
+    @property
+    def two_cores(self) -> float:
+        """Seconds on two idle cores: the serial part here, the workers' part halved."""
+        return self.cpu + self.children / 2
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _least(run: Callable[[], object], repeat: int) -> Cost:
+    walls, cpus, children = [], [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        wall, cpu, child = time.perf_counter(), time.process_time(), _children_cpu()
         run()
-        best = min(best, time.perf_counter() - start)
-    return best
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+        children.append(_children_cpu() - child)
+    return Cost(min(walls), min(cpus), min(children))
+
+
+def _first_use_cpu(source: str, repeat: int) -> float:
+    """CPU seconds `source` adds to a new interpreter (least of `repeat`, less `pass`)."""
+
+    def cpu(code: str) -> float:
+        run = [sys.executable, "-c", f"import time\n{code}\nprint(time.process_time())"]
+        return min(
+            float(subprocess.run(run, capture_output=True, text=True, check=True).stdout)
+            for _ in range(repeat)
+        )
+
+    return max(0.0, cpu(source) - cpu("pass"))
 
 
 @contextmanager
-def _thresholds(*, large_file: int | None = None, min_files: int | None = None) -> Iterator[None]:
-    """Set the engine's thresholds (module globals, read at each call) for a block."""
-    names = [(tree, "LARGE_FILE"), (procs, "LARGE_FILE"), (procs, "MIN_FILES")]
-    saved = [getattr(module, name) for module, name in names]
-    for module, name in names:
-        value = min_files if name == "MIN_FILES" else large_file
-        if value is not None:
-            setattr(module, name, value)
+def _min_files(value: int) -> Iterator[None]:
+    saved = procs.MIN_FILES
+    procs.MIN_FILES = value
     try:
         yield
     finally:
-        for (module, name), value in zip(names, saved, strict=True):
-            setattr(module, name, value)
+        procs.MIN_FILES = saved
 
 
 def _files(root: Path, count: int, size: int, *, per_dir: int = 0) -> Path:
@@ -68,88 +100,88 @@ def _files(root: Path, count: int, size: int, *, per_dir: int = 0) -> Path:
     return root
 
 
-def _pool(work: Path, counts: list[int], sizes: list[int], repeat: int) -> None:
-    print("(a) thread pool: COUNT files of SIZE, one thread vs the pool (2 threads)")
-    print(f"{'count':>6} {'size':>9} {'1 thread':>10} {'pool':>10} {'speedup':>8}")
-    for count in counts:
-        for size in sizes:
-            root = _files(work / f"pool-{count}-{size}", count, size)
-            alone = _fastest(lambda r=root: digest_tree(r, workers=1), repeat)  # type: ignore[misc]
-            with _thresholds(large_file=size):
-                pooled = _fastest(lambda r=root: digest_tree(r, workers=2), repeat)  # type: ignore[misc]
-            print(
-                f"{count:>6} {size >> 10:>7}Ki {alone * 1e3:>8.2f}ms {pooled * 1e3:>8.2f}ms"
-                f" {alone / pooled:>7.2f}x"
-            )
+def _pool(work: Path, repeat: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    print("(a) thread pool")
+    root = _files(work / "rate", 8, 8 << 20)
+    hashed = _least(lambda: digest_tree(root, workers=1), repeat)
+    rate = (8 * (8 << 20)) / hashed.cpu
+    imports = _first_use_cpu("from concurrent.futures import ThreadPoolExecutor", repeat)
+
+    def start_and_join() -> None:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for future in [pool.submit(int) for _ in range(2)]:
+                future.result()
+
+    threads = _least(start_and_join, repeat)
+    cost = imports + threads.wall
+    print(f"  one thread hashes {rate / 1e6:,.0f} MB/s (CPU time of 8 x 8 MiB)")
+    print(f"  first use in a new process: imports {imports * 1e3:.2f} ms (CPU),")
+    print(f"    starting and joining 2 threads {threads.wall * 1e3:.2f} ms")
+    print(
+        f"  crossover: the pool pays once it takes {cost * rate / (1 << 20):.1f} MiB off"
+        f" the calling thread (POOL_MIN_SAVING is {tree.POOL_MIN_SAVING / (1 << 20):g} MiB)"
+    )
 
 
 def _fork(work: Path, counts: list[int], repeat: int) -> None:
-    print("\n(b) forked workers: N files of 4 KiB, in this process vs 2 forked workers")
-    print(f"{'files':>6} {'cache':>6} {'here':>10} {'forked':>10} {'speedup':>8}")
+    imports = _first_use_cpu("from concurrent.futures import ProcessPoolExecutor", repeat)
+    print("\n(b) forked workers: N files of 4 KiB, here vs 2 forked workers")
+    print(f"  a new process's first use imports {imports * 1e3:.2f} ms (CPU), added below")
+    header = ("files", "cache", "here", "forked", "speedup", "wall here", "wall forked")
+    print("  {:>6} {:>5} {:>9} {:>9} {:>8} {:>10} {:>11}".format(*header))
+    first: dict[str, int] = {}
     for count in counts:
         root = _files(work / f"fork-{count}", count, 4096, per_dir=100)
         for mode in ("none", "cold", "warm"):
-            timings = []
+            costs = []
             for min_files in (sys.maxsize, 0):
-                with _thresholds(min_files=min_files):
-                    cache_dir = Path(tempfile.mkdtemp(dir=work))
+                cache_dir = Path(tempfile.mkdtemp(dir=work))
 
-                    def run(
-                        root: Path = root, cache_dir: Path = cache_dir, mode: str = mode
-                    ) -> None:
-                        if mode == "none":
-                            digest_tree(root, workers=2)
-                            return
-                        where = cache_dir if mode == "warm" else Path(tempfile.mkdtemp(dir=work))
-                        cache = DigestCache(where, racy_seconds=0)
-                        try:
-                            digest_tree(root, workers=2, cache=cache)
-                        finally:
-                            cache.close()
+                def run(root: Path = root, cache_dir: Path = cache_dir, mode: str = mode) -> None:
+                    if mode == "none":
+                        digest_tree(root, workers=2)
+                        return
+                    where = cache_dir if mode == "warm" else Path(tempfile.mkdtemp(dir=work))
+                    cache = DigestCache(where, racy_seconds=0)
+                    try:
+                        digest_tree(root, workers=2, cache=cache)
+                    finally:
+                        cache.close()
 
+                with _min_files(min_files):
                     if mode == "warm":
                         run()  # fill it
-                    timings.append(_fastest(run, repeat))
-            here, forked = timings
+                    costs.append(_least(run, repeat))
+            here, forked = costs
+            estimate = forked.two_cores + imports
+            speedup = here.cpu / estimate
+            if speedup >= 1 and mode not in first:
+                first[mode] = count
             print(
-                f"{count:>6} {mode:>6} {here * 1e3:>8.1f}ms {forked * 1e3:>8.1f}ms"
-                f" {here / forked:>7.2f}x"
+                f"  {count:>6} {mode:>5} {here.cpu * 1e3:>7.1f}ms {estimate * 1e3:>7.1f}ms"
+                f" {speedup:>7.2f}x {here.wall * 1e3:>8.1f}ms {forked.wall * 1e3:>9.1f}ms"
             )
-
-
-def _first_use(repeat: int) -> None:
-    print("\n(c) first use in a new process: import cost (fastest CPU time, less `pass`)")
-    code = {
-        "pass": "pass",
-        "thread pool": "from concurrent.futures import ThreadPoolExecutor",
-        "process pool": "from concurrent.futures import ProcessPoolExecutor",
-    }
-    best = {}
-    for label, source in code.items():
-        run = [sys.executable, "-c", f"import time\n{source}\nprint(time.process_time())"]
-        best[label] = min(
-            float(subprocess.run(run, capture_output=True, text=True, check=True).stdout)
-            for _ in range(repeat)
-        )
-    for label in ("thread pool", "process pool"):
-        print(f"{label:>13}: {(best[label] - best['pass']) * 1e3:6.2f} ms")
+    for mode in ("none", "cold", "warm"):
+        found = f"from about {first[mode]:,} files" if mode in first else "not in this range"
+        print(f"  crossover, {mode} cache: forking pays {found}")
+    print(f"  (MIN_FILES is {procs.MIN_FILES:,})")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repeat", type=int, default=7, help="Runs per figure (fastest kept).")
+    parser.add_argument("--repeat", type=int, default=7, help="Runs per figure (least kept).")
     parser.add_argument("--workdir", type=Path, help="Where to put generated data (default: tmp).")
     args = parser.parse_args(argv)
-    sizes = [64 << 10, 256 << 10, 1 << 20, 2 << 20, 4 << 20, 8 << 20, 32 << 20]
     one, five, _ = os.getloadavg()
     print(f"start: load average {one:.2f} (1 min), {five:.2f} (5 min), {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="mlprov-crossover-", dir=args.workdir) as tmp:
         work = Path(tmp)
-        _pool(work, [1, 8], sizes, args.repeat)
-        _fork(work, [250, 500, 1000, 2000, 4000, 8000], args.repeat)
-    _first_use(args.repeat)
+        _pool(work, args.repeat)
+        _fork(work, [500, 1000, 2000, 3000, 4000, 6000, 8000, 16000], args.repeat)
     one, five, _ = os.getloadavg()
     print(f"end: load average {one:.2f} (1 min), {five:.2f} (5 min)")
     return 0

@@ -174,9 +174,9 @@ def _tasks(files: Sequence[FileInfo], shard_size: int | None) -> list[_Task]:
 
 
 #: The thread pool starts only when it can take at least this many bytes off the calling
-#: thread's path: below that, starting it (and importing concurrent.futures) costs more
-#: than it saves. Measured with benchmarks/digest_crossover.py (docs/digest.md).
-POOL_MIN_SAVING = 8 << 20
+#: thread's path: below that, its first use in a process (importing concurrent.futures,
+#: about 13 ms) costs more than it saves. Measured with benchmarks/digest_crossover.py.
+POOL_MIN_SAVING = 20 << 20
 
 
 def pool_saving(sizes: Sequence[int], workers: int) -> int:
