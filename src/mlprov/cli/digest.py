@@ -9,7 +9,6 @@ import click
 from mlprov.cli._common import byte_progress, echo_json, force_option, json_option
 from mlprov.digest import ALGORITHMS, DigestCache, TreeManifest, compare_manifests, digest_tree
 from mlprov.errors import InputError
-from mlprov.fsio import write_bytes_atomic
 
 EPILOG = """\b
 Examples:
@@ -124,6 +123,8 @@ def digest(
         _report_check(ctx, expected, manifests[0], as_json)
         return
     if manifest_out:
+        from mlprov.fsio import write_bytes_atomic  # tempfile & co.: only when writing
+
         write_bytes_atomic(manifest_out, manifests[0].to_json(), force=force)
     if as_json:
         echo_json([m.model_dump(mode="json") for m in manifests])
