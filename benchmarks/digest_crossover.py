@@ -5,9 +5,9 @@ The digest engine works in the calling thread unless the work repays starting he
     thread's path to pay for its first use in a process (a CLI call is a new process);
   - forked worker processes (`procs.MIN_FILES`): enough small files to pay for forking.
 This measures both on this machine, warm page cache, and prints the crossovers:
-  (a) the rate one thread hashes at, and what the pool's first use costs a new process
-      (importing concurrent.futures, starting and joining the threads): the pool pays
-      once it saves more bytes than that cost would hash;
+  (a) the rate one thread hashes at, and what the pool's first use adds to a
+      `mlprov digest` process (importing concurrent.futures, starting and joining the
+      threads): the pool pays once it saves more bytes than that cost would hash;
   (b) N files of 4 KiB in directories of 100, hashed in this process against two forked
       workers (MIN_FILES forced to infinity or to 0; the process pool's imports added,
       as a CLI call pays them): without a cache, into an empty one (cold), and from a
@@ -66,8 +66,13 @@ def _least(run: Callable[[], object], repeat: int) -> Cost:
     return Cost(min(walls), min(cpus), min(children))
 
 
+#: What a `mlprov digest` process has imported before the engine decides on helpers.
+CLI_IMPORTS = "import mlprov.cli.digest"
+
+
 def _first_use_cpu(source: str, repeat: int) -> float:
-    """CPU seconds `source` adds to a new interpreter (least of `repeat`, less `pass`)."""
+    """CPU seconds `source` adds to a new process that has imported what `mlprov digest`
+    imports (least of `repeat` runs, less that process without it)."""
 
     def cpu(code: str) -> float:
         run = [sys.executable, "-c", f"import time\n{code}\nprint(time.process_time())"]
@@ -76,7 +81,7 @@ def _first_use_cpu(source: str, repeat: int) -> float:
             for _ in range(repeat)
         )
 
-    return max(0.0, cpu(source) - cpu("pass"))
+    return max(0.0, cpu(f"{CLI_IMPORTS}\n{source}") - cpu(CLI_IMPORTS))
 
 
 @contextmanager
@@ -117,7 +122,7 @@ def _pool(work: Path, repeat: int) -> None:
     threads = _least(start_and_join, repeat)
     cost = imports + threads.wall
     print(f"  one thread hashes {rate / 1e6:,.0f} MB/s (CPU time of 8 x 8 MiB)")
-    print(f"  first use in a new process: imports {imports * 1e3:.2f} ms (CPU),")
+    print(f"  first use in a `mlprov digest` process: imports {imports * 1e3:.2f} ms (CPU),")
     print(f"    starting and joining 2 threads {threads.wall * 1e3:.2f} ms")
     print(
         f"  crossover: the pool pays once it takes {cost * rate / (1 << 20):.1f} MiB off"
@@ -128,7 +133,7 @@ def _pool(work: Path, repeat: int) -> None:
 def _fork(work: Path, counts: list[int], repeat: int) -> None:
     imports = _first_use_cpu("from concurrent.futures import ProcessPoolExecutor", repeat)
     print("\n(b) forked workers: N files of 4 KiB, here vs 2 forked workers")
-    print(f"  a new process's first use imports {imports * 1e3:.2f} ms (CPU), added below")
+    print(f"  first use in a `mlprov digest` process: imports {imports * 1e3:.2f} ms (CPU), added")
     header = ("files", "cache", "here", "forked", "speedup", "wall here", "wall forked")
     print("  {:>6} {:>5} {:>9} {:>9} {:>8} {:>10} {:>11}".format(*header))
     first: dict[str, int] = {}

@@ -26,9 +26,9 @@ if TYPE_CHECKING:  # multiprocessing is imported only when workers are forked
     from concurrent.futures import Future
 
 #: Fewer small files than this are hashed in the calling thread: forking two workers
-#: (with the process pool's imports) repays itself from about 4,500 files without a cache
-#: or into an empty one, 11,000 from a full one (benchmarks/digest_crossover.py).
-MIN_FILES = 5000
+#: (with the process pool's imports) repays itself from about 2,500 files without a cache
+#: or into an empty one, about 10,000 from a full one (benchmarks/digest_crossover.py).
+MIN_FILES = 3000
 #: Files per task sent to a worker process.
 BATCH_FILES = 1000
 

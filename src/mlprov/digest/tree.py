@@ -174,9 +174,10 @@ def _tasks(files: Sequence[FileInfo], shard_size: int | None) -> list[_Task]:
 
 
 #: The thread pool starts only when it can take at least this many bytes off the calling
-#: thread's path: below that, its first use in a process (importing concurrent.futures,
-#: about 13 ms) costs more than it saves. Measured with benchmarks/digest_crossover.py.
-POOL_MIN_SAVING = 20 << 20
+#: thread's path: below that, its first use in a CLI process (importing concurrent.futures,
+#: about 4 ms, what hashing 6 MiB takes) costs more than it saves. Measured with
+#: benchmarks/digest_crossover.py.
+POOL_MIN_SAVING = 8 << 20
 
 
 def pool_saving(sizes: Sequence[int], workers: int) -> int:
