@@ -252,3 +252,32 @@ def test_pool_saving_is_what_threads_can_take_off_the_longest_path() -> None:
     assert pool_saving([100, 100, 100, 100], 2) == 200
     assert pool_saving([300, 10, 10], 2) == 20  # the largest task is the longest path
     assert pool_saving([], 4) == 0
+
+
+def test_the_console_script_freezes_a_commands_imports_out_of_garbage_collection(
+    tmp_path: Path,
+) -> None:
+    """`mlprov` (run()) imports the command without collecting, then gc.freeze()s what it
+    imported: the full collection at exit then skips it. main() (in-process) does not."""
+    (tmp_path / "f.bin").write_bytes(b"x")
+    code = (
+        "import atexit, gc, json, sys\n"
+        "atexit.register(lambda: print(json.dumps([gc.get_freeze_count(), gc.isenabled()])))\n"
+        "from mlprov.cli.main import run\n"
+        f"sys.argv = ['mlprov', 'digest', {str(tmp_path)!r}]\n"
+        "run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    frozen, enabled = json.loads(done.stdout.splitlines()[-1])
+    assert frozen > 10_000 and enabled  # pydantic's objects, at least; collection back on
+    code_main = RUN_MAIN.replace("sorted(sys.modules)", "__import__('gc').get_freeze_count()")
+    done = subprocess.run(
+        [sys.executable, "-c", code_main, "digest", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert json.loads(done.stdout.splitlines()[-1])["modules"] == 0
