@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest schemas bench clean
+.PHONY: demo test lint typecheck pytest schemas bench bench-cli clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_digest.py
+
+# Start-up and whole-process figures of the CLI (by hand; runs the demo in a temp dir).
+bench-cli: $(STAMP)
+	$(BIN)/python benchmarks/bench_cli.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

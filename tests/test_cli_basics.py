@@ -12,8 +12,12 @@ from mlprov.cli.main import cli
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    # Through list_commands/get_command: mlprov's group imports its commands lazily.
+    ctx = click.Context(group)
     found = []
-    for name, command in group.commands.items():
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = (*prefix, name)
         if isinstance(command, click.Group):
             found.extend(_commands(command, path))
@@ -46,7 +50,9 @@ def test_every_command_offers_json(path: tuple[str, ...]) -> None:
     command: click.Command = cli
     for name in path:
         assert isinstance(command, click.Group)
-        command = command.commands[name]
+        found = command.get_command(click.Context(command), name)
+        assert found is not None, name
+        command = found
     options = {opt for param in command.params for opt in getattr(param, "opts", [])}
     assert "--json" in options, f"mlprov {' '.join(path)} has no --json"
 

@@ -20,9 +20,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-from securesystemslib.signer import Signer
+from typing import TYPE_CHECKING, Any
 
 from mlprov.collect.artifacts import describe_path, is_remote_url, is_uri, parse_digest
 from mlprov.collect.builder import detect_builder, parse_timestamp, utc_now
@@ -48,11 +46,13 @@ from mlprov.predicates.slsa_provenance import (
     build_type_uri,
 )
 from mlprov.predicates.test_result import TestResult, Threshold
-from mlprov.signing.dsse import sign_envelope
 from mlprov.statement import DIGEST_OF, FILE, ResourceDescriptor, Statement
 
 #: Largest metrics file read.
 MAX_METRICS_BYTES = 16 << 20
+
+if TYPE_CHECKING:  # securesystemslib is imported only when something is signed
+    from securesystemslib.signer import Signer
 
 __all__ = ["TrainingRun", "evaluation_statement", "write_statement"]
 
@@ -72,6 +72,8 @@ def write_statement(
     statement.check_structure()
     data = statement.to_bytes()
     if signers:
+        from mlprov.signing.dsse import sign_envelope
+
         envelope = sign_envelope(data, signers)
         data = json.dumps(envelope.to_dict(), indent=2).encode() + b"\n"
     write_bytes_atomic(Path(out), data, force=force)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema  # type: ignore[import-untyped]
 from pydantic import BaseModel
 
 from mlprov.collect.model_formats import ModelFacts
@@ -30,6 +29,9 @@ from mlprov.predicates.slsa_provenance import (
 from mlprov.predicates.test_result import TestResult
 from mlprov.predicates.vsa import VerificationSummary
 from mlprov.statement import ResourceDescriptor, Statement
+
+if TYPE_CHECKING:  # imported by validate_document: printing a schema does not need it
+    import jsonschema  # type: ignore[import-untyped]
 
 SCHEMA_BASE = "https://mlprov.dev/schemas"
 
@@ -78,6 +80,8 @@ def schema_bytes(name: str) -> bytes:
 
 def validate_document(name: str, data: object, *, source: str) -> None:
     """Validate decoded JSON against schema `name`; InputError with the JSON path of the error."""
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(schema_for(name))
     errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:

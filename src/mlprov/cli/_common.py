@@ -48,7 +48,7 @@ class Location(click.ParamType[Any]):
     name = "PATH|URL"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from mlprov.digest.remote import is_remote
+        from mlprov.digest.urls import is_remote
 
         if isinstance(value, str) and (is_remote(value) or value.startswith("hf://")):
             return value
@@ -59,6 +59,8 @@ LOCATION = Location()
 
 
 def _set_storage_options(ctx: click.Context, param: click.Parameter, values: Any) -> None:
+    if not values:  # click calls back for absent options too: no remote engine then
+        return
     from mlprov.digest.remote import DEFAULT_STORAGE_OPTIONS, parse_storage_options
 
     token = DEFAULT_STORAGE_OPTIONS.set(parse_storage_options(values or ()) or None)

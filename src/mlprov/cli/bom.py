@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -13,7 +13,9 @@ from mlprov.cli._common import echo_json, force_option, json_option, sign_option
 from mlprov.cli.store import store_option
 from mlprov.cli.verify import identities_from, sigstore_options, trusted_key_options
 from mlprov.errors import InputError
-from mlprov.export.evidence import Evidence
+
+if TYPE_CHECKING:
+    from mlprov.export.evidence import Evidence
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("cyclonedx", "spdx3")

@@ -20,7 +20,6 @@ from mlprov.cli._common import (
 )
 from mlprov.digest import ALGORITHMS, DigestCache, TreeManifest, compare_manifests, digest_tree
 from mlprov.errors import InputError
-from mlprov.fsio import read_input, write_bytes_atomic
 
 EPILOG = """\b
 Examples:
@@ -43,6 +42,8 @@ MAX_MANIFEST_BYTES = 512 << 20
 
 
 def _read_manifest(path: Path) -> TreeManifest:
+    from mlprov.fsio import read_input
+
     data = read_input(path, limit=MAX_MANIFEST_BYTES, what="manifest")
     return TreeManifest.from_json(data, source=str(path))
 
@@ -124,7 +125,7 @@ def digest(
     snapshots: dict[str, HubSnapshot] = {
         text: resolve_hub_uri(text) for text in locations if is_hub_uri(text)
     }
-    from mlprov.digest.remote import is_remote
+    from mlprov.digest.urls import is_remote
 
     paths: tuple[Path | str, ...] = tuple(
         snapshots[t].path if t in snapshots else t if is_remote(t) else Path(t) for t in locations
@@ -178,6 +179,8 @@ def digest(
         _report_check(ctx, expected, manifests[0], as_json)
         return
     if manifest_out:
+        from mlprov.fsio import write_bytes_atomic  # tempfile & co.: only when writing
+
         write_bytes_atomic(manifest_out, manifests[0].to_json(), force=force)
     if as_json:
         echo_json(
@@ -217,7 +220,7 @@ def _described(path: Path, manifest: TreeManifest, snapshot: Any) -> dict[str, A
 def _shown(path: Path | str, given: dict[Path | str, str]) -> str:
     """A path or hub reference as given, or a URL without credentials."""
     if isinstance(path, str):
-        from mlprov.digest.remote import public_url
+        from mlprov.digest.urls import public_url
 
         return public_url(path)
     return given.get(path, str(path))

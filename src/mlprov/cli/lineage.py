@@ -61,7 +61,7 @@ def resolve_target(target: str, *, follow_symlinks: bool = False) -> str:
     """A digest as given (`sha256:<hex>` or bare hex), the digest of an existing path, of
     the hub snapshot an `hf://org/name@REV` names (resolved from the local cache), or that
     of an object-store URL (`s3://bucket/prefix/`), hashed where it is."""
-    from mlprov.digest.remote import is_remote, public_url
+    from mlprov.digest.urls import is_remote, public_url
 
     if target.startswith("hf://"):
         from mlprov.collect.hf import resolve_hub_uri

@@ -20,20 +20,8 @@ from mlprov.cli._common import (
 )
 from mlprov.cli.sign import keyless_signing_options, load_signers, single_signer_key_options
 from mlprov.cli.verify import identities_from, sigstore_options
-from mlprov.digest import DigestCache
 from mlprov.errors import InputError
 from mlprov.fsio import check_writable, write_bytes_atomic
-from mlprov.signing.bundle import bundle_bytes
-from mlprov.signing.keys import load_public_key
-from mlprov.signing.oms import (
-    check_serialization,
-    model_statement,
-    read_model_signature,
-    resolve_ignore_paths,
-    sign_model,
-    verify_model,
-)
-from mlprov.signing.sigstore_sign import resolve_identity_token, sign_statement_sigstore
 
 SIGN_EPILOG = """\b
 Examples:
@@ -57,6 +45,8 @@ Examples:
 def _ignore_paths(model_path: Path, given: tuple[str, ...]) -> tuple[str, ...]:
     """--ignore-path in either form, as model-relative paths; warn about those that match
     nothing (model_signing's form given relative to the wrong directory, a typo)."""
+    from mlprov.signing.oms import resolve_ignore_paths
+
     resolved = resolve_ignore_paths(model_path, given)
     for text in resolved.unmatched:
         click.echo(
@@ -122,6 +112,12 @@ def sign_cmd(
     as_json: bool,
 ) -> None:
     """Write an OMS v1.0 signature bundle of MODEL (a directory or one file)."""
+    # Imported here, not at the top: this module is loaded for every `model` command.
+    from mlprov.digest import DigestCache
+    from mlprov.signing.bundle import bundle_bytes
+    from mlprov.signing.oms import check_serialization, model_statement, sign_model
+    from mlprov.signing.sigstore_sign import resolve_identity_token, sign_statement_sigstore
+
     if sigstore == bool(keys):
         raise InputError("give exactly one of --key or --sigstore")
     algorithm = "blake2b" if algorithm == "blake2" else algorithm
@@ -244,6 +240,10 @@ def verify_cmd(
 
     Every file is hashed afresh (the digest cache only with --trust-cache).
     """
+    from mlprov.digest import DigestCache
+    from mlprov.signing.keys import load_public_key
+    from mlprov.signing.oms import read_model_signature, verify_model
+
     identities = identities_from(identity, identity_regexp, issuer)
     if len(identities) > 1:
         raise InputError("give one --identity for a model signature")

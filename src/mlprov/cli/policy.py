@@ -20,23 +20,12 @@ from mlprov.cli._common import (
 )
 from mlprov.errors import InputError
 from mlprov.fsio import read_input, write_bytes_atomic
-from mlprov.policy import (
-    LAYOUT_PAYLOAD_TYPE,
-    PolicyResult,
-    ReleasedSubject,
-    collect_claims,
-    evaluate,
-    load_layout,
-    parse_layout,
-)
-from mlprov.policy.attestations import ClaimSet
-from mlprov.policy.loader import MAX_LAYOUT_BYTES, embed_keys
-from mlprov.policy.vsa import default_resource_uri, file_uri, sign_vsa, vsa_statement
-from mlprov.signing.dsse import sign_envelope
-from mlprov.signing.keys import load_public_key, load_signer, with_rsa_scheme
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: this module is loaded for every policy command
     from securesystemslib.signer import Key
+
+    from mlprov.policy import PolicyResult, ReleasedSubject
+    from mlprov.policy.attestations import ClaimSet
 
 CHECK_EPILOG = """\b
 Examples:
@@ -119,6 +108,7 @@ def _with_params(func: Any) -> Any:
 def _released(paths: Sequence[Path], *, trust_cache: bool) -> list[ReleasedSubject]:
     """The released artifacts, digested now (the digest cache only with --trust-cache)."""
     from mlprov.digest import DigestCache, digest_file, digest_tree
+    from mlprov.policy import ReleasedSubject
 
     out = []
     cache = DigestCache() if trust_cache else None
@@ -131,6 +121,8 @@ def _released(paths: Sequence[Path], *, trust_cache: bool) -> list[ReleasedSubje
                 )  # fmt: skip
             elif path.is_file():
                 out.append(ReleasedSubject(path.name, {"sha256": digest_file(path)}, "file"))
+            elif path.exists():
+                raise InputError(f"--subject {path}: not a regular file or a directory")
             else:
                 raise InputError(f"--subject {path}: no such file or directory")
     finally:
@@ -146,7 +138,7 @@ def _claims_from_store(location: str | None, released: list[ReleasedSubject]) ->
     about the subject itself (evaluations, earlier VSAs), read as its exact stored bytes
     and handed to the policy engine like files are: the store decides nothing.
     """
-    from mlprov.policy.attestations import Skipped, claim_from
+    from mlprov.policy.attestations import ClaimSet, Skipped, claim_from
     from mlprov.signing.files import parse_attestation
     from mlprov.store import open_store
 
@@ -171,6 +163,7 @@ def _claims_from_store(location: str | None, released: list[ReleasedSubject]) ->
 def _owner_keys(paths: Sequence[Path]) -> list[Key]:
     """The --layout-key keys; one key given twice (in any encoding) is refused."""
     from mlprov.signing.dsse import key_identity
+    from mlprov.signing.keys import load_public_key
 
     keys: list[Key] = []
     seen: dict[str, Path] = {}
@@ -186,6 +179,7 @@ def _owner_keys(paths: Sequence[Path]) -> list[Key]:
 
 def _is_classic(layout_path: Path) -> bool:
     from mlprov.policy.classic import is_classic_layout
+    from mlprov.policy.loader import MAX_LAYOUT_BYTES
 
     return is_classic_layout(read_input(layout_path, limit=MAX_LAYOUT_BYTES, what="layout"))
 
@@ -366,6 +360,10 @@ def check(
     as_json: bool,
 ) -> None:
     """Evaluate the attestations against LAYOUT; optionally write a signed VSA."""
+    from mlprov.policy import collect_claims, evaluate, load_layout
+    from mlprov.policy.vsa import default_resource_uri, file_uri, sign_vsa, vsa_statement
+    from mlprov.signing.keys import load_signer, with_rsa_scheme
+
     if require_signed_layout and not layout_keys:
         raise InputError("--require-signed-layout needs the owner keys: give --layout-key PUB")
     if not attestation_paths and not from_store:
@@ -485,6 +483,8 @@ def lint(
     layout_path: Path, params: tuple[str, ...], param_files: tuple[Path, ...], as_json: bool
 ) -> None:
     """Validate LAYOUT without attestations: schema, rules, CEL, references, expiry."""
+    from mlprov.policy import load_layout
+
     if _is_classic(layout_path):
         from mlprov.policy.classic import load_classic
 
@@ -589,6 +589,7 @@ def init(
     or (--from) one written from real attestations: their steps, artifacts, signers, metrics.
     """
     from mlprov.policy.starter import STEPS, starter_layout
+    from mlprov.signing.keys import load_public_key
 
     expires = datetime.now(UTC) + timedelta(days=days)
     if from_paths or subject_path:
@@ -631,7 +632,9 @@ def _init_from(
     as_json: bool,
 ) -> None:
     from mlprov.fsio import check_writable
+    from mlprov.policy import collect_claims, evaluate, parse_layout
     from mlprov.policy.inferred import layout_from_claims
+    from mlprov.signing.keys import load_public_key
 
     if not from_paths or subject_path is None:
         raise InputError("--from ATTESTATIONS and --subject MODEL go together")
@@ -689,6 +692,11 @@ def sign(
     Functionaries given as key files (`publicKeyPath`) are embedded as `publicKey` in what
     is signed: a signature over a path would let whoever replaces the file choose the key.
     """
+    from mlprov.policy import LAYOUT_PAYLOAD_TYPE
+    from mlprov.policy.loader import MAX_LAYOUT_BYTES, embed_keys
+    from mlprov.signing.dsse import sign_envelope
+    from mlprov.signing.keys import load_signer
+
     data = read_input(layout_path, limit=MAX_LAYOUT_BYTES, what="layout")
     data = embed_keys(data, base_dir=layout_path.parent, source=str(layout_path))
     signers = [load_signer(uri, password_env=password_env) for uri in key_uris]

@@ -18,8 +18,6 @@ from mlprov.schemagen import (
     validate_document,
     validate_statement,
 )
-from mlprov.signing.dsse import Envelope
-from mlprov.yamlio import load_yaml
 
 EPILOG = """\b
 Examples:
@@ -79,6 +77,9 @@ def schema(name: str | None, document: Path | None, as_json: bool) -> None:
 
 def _read_document(path: Path) -> Any:
     """A JSON (or, for layouts, YAML) document; a DSSE envelope stands for its payload."""
+    from mlprov.signing.dsse import Envelope
+    from mlprov.yamlio import load_yaml
+
     raw = read_input(path, limit=MAX_DOCUMENT_BYTES, what="document")
     try:
         data = json.loads(raw)

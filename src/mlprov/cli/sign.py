@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from securesystemslib.signer import Key, Signer
 
 from mlprov.cli._common import echo_json, force_option, json_option
 from mlprov.errors import InputError
@@ -19,11 +18,11 @@ from mlprov.fsio import (
     read_input,
     write_bytes_atomic,
 )
-from mlprov.signing.bundle import bundle_bytes, key_bundle
-from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, Envelope
-from mlprov.signing.keys import load_public_key, load_signer
-from mlprov.signing.sigstore_sign import resolve_identity_token, sign_statement_sigstore
-from mlprov.statement import PAYLOAD_TYPE, Statement
+
+if TYPE_CHECKING:  # imported where used: `model` shares this module's options
+    from securesystemslib.signer import Key, Signer
+
+    from mlprov.signing.dsse import Envelope
 
 EPILOG = """\b
 Examples:
@@ -38,6 +37,9 @@ Examples:
 
 def read_statement_input(path: Path) -> Envelope:
     """The Statement to sign as an envelope: an unsigned Statement, or an envelope to co-sign."""
+    from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, Envelope
+    from mlprov.statement import PAYLOAD_TYPE, Statement
+
     data = read_input(path, limit=MAX_ENVELOPE_BYTES, what="Statement file")
     raw = parse_json(data, source=str(path))
     if isinstance(raw, dict) and "payloadType" in raw:
@@ -113,6 +115,8 @@ def load_signers(
     uris: tuple[str, ...], public_keys: tuple[Path, ...], password_env: str | None
 ) -> list[Signer]:
     """Signers for every --key; --public-key files pair with remote (KMS/HSM) keys in order."""
+    from mlprov.signing.keys import load_public_key, load_signer
+
     publics: list[Key] = [load_public_key(p) for p in public_keys]
     signers = []
     for uri in uris:
@@ -155,6 +159,9 @@ def sign(
     as_json: bool,
 ) -> None:
     """Sign the in-toto Statement in STATEMENT (exact bytes) with every --key, or --sigstore."""
+    from mlprov.signing.bundle import bundle_bytes, key_bundle
+    from mlprov.signing.sigstore_sign import resolve_identity_token, sign_statement_sigstore
+
     if sigstore:
         if keys or public_keys:
             raise InputError("--sigstore signs keylessly: do not also give --key")

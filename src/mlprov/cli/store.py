@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -22,19 +22,11 @@ from mlprov.predicates import (
     TEST_RESULT_V01,
     VSA_V1,
 )
-from mlprov.signing.files import SignedAttestation, read_attestations
-from mlprov.signing.sigstore_bundle import SigstoreIdentity
-from mlprov.store import (
-    UNVERIFIED,
-    AttestationVerifier,
-    SignatureVerifier,
-    SignerEvidence,
-    Store,
-    StoredAttestation,
-    open_store,
-    parse_digest,
-)
-from mlprov.store.render import short_type
+
+if TYPE_CHECKING:  # imported where used: this module is loaded for every store command
+    from mlprov.signing.files import SignedAttestation
+    from mlprov.signing.sigstore_bundle import SigstoreIdentity
+    from mlprov.store import AttestationVerifier, SignerEvidence, Store, StoredAttestation
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,6 +81,7 @@ def _verifier(
 ) -> AttestationVerifier | None:
     """The verifier the options ask for, or None to store unverified."""
     from mlprov.signing.keys import load_public_key
+    from mlprov.store import SignatureVerifier
 
     if (trusted_root or staging) and not identities:
         raise InputError("--trusted-root/--staging apply to --identity/--issuer verification")
@@ -139,6 +132,10 @@ def add(
     is added (exit 1, naming each one that failed); without them attestations are stored
     marked unverified, with the signers they claim.
     """
+    from mlprov.signing.files import read_attestations
+    from mlprov.store import UNVERIFIED, open_store
+    from mlprov.store.render import short_type
+
     identities = identities_from(identity, identity_regexp, issuer)
     verifier = _verifier(key_paths, threshold, identities, trusted_root, staging)
     attestations: list[SignedAttestation] = []
@@ -250,6 +247,8 @@ def ls(
     as_json: bool,
 ) -> None:
     """List stored attestations, oldest first, filtered by type, step, signer and time."""
+    from mlprov.store import open_store
+
     if predicate_type:
         predicate_type = PREDICATE_ALIASES.get(predicate_type, predicate_type)
     with open_store(store_location) as opened:
@@ -274,6 +273,8 @@ def ls(
 
 
 def _summary_line(item: StoredAttestation) -> str:
+    from mlprov.store.render import short_type
+
     trust = "verified" if item.verified else "unverified"
     signers = ",".join(s for s, ok in item.signers if ok == item.verified) or "-"
     subjects = " ".join(f"{display_name(r.label)}={r.digest}" for r in item.subjects)
@@ -305,6 +306,8 @@ def show(
     ctx: click.Context, digest: str, raw: bool, store_location: str | None, as_json: bool
 ) -> None:
     """Show an attestation by its digest, or every attestation naming an artifact DIGEST."""
+    from mlprov.store import open_store, parse_digest
+
     key = parse_digest(digest)
     with open_store(store_location) as opened:
         found = opened.get(key)
@@ -398,6 +401,8 @@ def export(
     Each DIGEST is an attestation digest, or an artifact digest standing for every
     attestation whose subject it is (with --up/--down: its whole lineage).
     """
+    from mlprov.store import open_store
+
     if export_all == bool(digests):
         raise InputError("give DIGEST... or --all (not both)")
     if export_all and direction:
@@ -477,6 +482,8 @@ def check(ctx: click.Context, quick: bool, store_location: str | None, as_json: 
 
 def _select(opened: Store, digests: tuple[str, ...], direction: str | None) -> set[str]:
     """Attestation digests for DIGEST...: themselves, or those about (and around) an artifact."""
+    from mlprov.store import parse_digest
+
     selected: set[str] = set()
     for text in digests:
         key = parse_digest(text)

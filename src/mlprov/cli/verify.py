@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from securesystemslib.signer import Key
 
 from mlprov.cli._common import (
     LOCATION,
@@ -21,11 +20,12 @@ from mlprov.cli._common import (
 )
 from mlprov.digest import DigestCache
 from mlprov.errors import InputError, VerificationError
-from mlprov.signing.files import read_attestations
-from mlprov.signing.keys import load_public_key
-from mlprov.signing.sigstore_bundle import SigstoreIdentity
-from mlprov.signing.subjects import check_subject_path
-from mlprov.signing.verify import Check, verify_attestation
+
+if TYPE_CHECKING:  # imported where used: `store` and `model` share this module's options
+    from securesystemslib.signer import Key
+
+    from mlprov.signing.sigstore_bundle import SigstoreIdentity
+    from mlprov.signing.verify import Check
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +44,8 @@ def identities_from(
     identity: tuple[str, ...], identity_regexp: tuple[str, ...], issuer: str | None
 ) -> list[SigstoreIdentity]:
     """Sigstore identities from the CLI flags; an identity always needs its issuer."""
+    from mlprov.signing.sigstore_bundle import SigstoreIdentity
+
     if (identity or identity_regexp) and not issuer:
         raise InputError("--identity needs --issuer (the OIDC issuer URL)")
     if issuer and not (identity or identity_regexp):
@@ -134,6 +136,11 @@ def verify(
     Subject paths are digested afresh: the digest cache is writable by whoever can write
     the user's cache directory, so it decides nothing unless --trust-cache is given.
     """
+    from mlprov.signing.files import read_attestations
+    from mlprov.signing.keys import load_public_key
+    from mlprov.signing.subjects import check_subject_path
+    from mlprov.signing.verify import Check, verify_attestation
+
     keys: list[Key] = [load_public_key(p) for p in key_paths]
     identities = identities_from(identity, identity_regexp, issuer)
     if not keys and not identities:

@@ -106,7 +106,7 @@ def describe_path(
 
 def is_remote_url(location: object) -> bool:
     """True for a URL mlprov hashes where it is (s3://, gs://, az://, http(s)://)."""
-    from mlprov.digest.remote import is_remote
+    from mlprov.digest.urls import is_remote
 
     return is_remote(location)
 
@@ -119,7 +119,7 @@ def describe_remote(
     annotations: dict[str, Any] | None = None,
 ) -> DescribedPath:
     """Digest a remote object or prefix in place; the descriptor carries its URI."""
-    from mlprov.digest.remote import public_url
+    from mlprov.digest.urls import public_url
 
     manifest = digest_tree(url, cache=cache)
     is_dir = not (len(manifest.files) == 1 and manifest.files[0].path == ".")  # lone object

@@ -67,7 +67,9 @@ class FileEntry:
 class TreeManifest(BaseModel):
     """The digests of every file of a tree, in path-component order, and the tree digest."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Validators are built on first validation or dump, not at import: `mlprov digest`
+    # only constructs manifests (model_construct) and prints them.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     mediaType: Literal["application/vnd.mlprov.manifest.v1+json"] = MANIFEST_MEDIA_TYPE
     name: str = Field(description="Name of the tree (its directory's base name)")
@@ -186,6 +188,8 @@ def tree_digest(hex_digests: Iterable[str]) -> str:
 
 class ManifestDiff(BaseModel):
     """What differs between a recorded manifest and the tree on disk now."""
+
+    model_config = ConfigDict(defer_build=True)
 
     changed: list[str] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list)

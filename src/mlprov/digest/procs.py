@@ -9,22 +9,26 @@ threads alive may deadlock), and only for enough files to repay the fork.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlprov.digest.cache import DigestCache, Stamp, stamp
 from mlprov.digest.hashing import LARGE_FILE, changed_error, hash_small_file
 from mlprov.digest.manifest import FileEntry
 from mlprov.digest.walk import FileInfo, Subtree, WalkContext, walk_subtree
 
-#: Fewer small files than this are hashed in the calling thread.
-MIN_FILES = 4000
+if TYPE_CHECKING:  # multiprocessing is imported only when workers are forked
+    from concurrent.futures import Future
+
+#: Fewer small files than this are hashed in the calling thread: forking two workers
+#: (with the process pool's imports) repays itself from about 2,500 files without a cache
+#: or into an empty one, about 10,000 from a full one (benchmarks/digest_crossover.py).
+MIN_FILES = 3000
 #: Files per task sent to a worker process.
 BATCH_FILES = 1000
 
@@ -34,13 +38,16 @@ _Row = tuple[str, int, int, int, int, int]
 
 def fork_is_safe(workers: int, count: int) -> bool:
     """True when forking workers is both worth it and safe here."""
-    return (
+    if not (
         workers > 1
         and count >= MIN_FILES
         and sys.platform.startswith("linux")  # fork is unsafe on macOS, absent on Windows
         and threading.active_count() == 1
-        and multiprocessing.current_process().name == "MainProcess"
-    )
+    ):
+        return False
+    import multiprocessing
+
+    return multiprocessing.current_process().name == "MainProcess"
 
 
 def _hash_batch(files: list[tuple[str, Stamp]], algorithm: str, nofollow: bool) -> list[_Row]:
@@ -70,6 +77,9 @@ class ForkedHashing:
     def __init__(
         self, files: Sequence[SmallFile], algorithm: str, *, workers: int, nofollow: bool
     ) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         self._batches = [files[i : i + BATCH_FILES] for i in range(0, len(files), BATCH_FILES)]
         self._futures: list[Future[list[_Row]]] = [
@@ -186,6 +196,9 @@ def forked_walk(
     where hashlib runs in parallel without the GIL), and the small files' entries,
     whose digests the workers have already put in the cache. Errors in a worker reach the caller.
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     count = workers * SUBTREES_PER_WORKER
     groups = [list(frontier[i::count]) for i in range(count)]
     cache_dir = str(cache.directory) if cache is not None and cache.enabled else None

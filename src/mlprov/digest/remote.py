@@ -38,27 +38,16 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from mlprov.digest.algorithms import new_hasher
 from mlprov.digest.hashing import CHUNK_SIZE, ProgressCallback, shard_bounds
+from mlprov.digest.urls import SCHEMES, public_url
 from mlprov.digest.walk import IgnoreRules
 from mlprov.errors import FileChangedError, InputError
 
 T = TypeVar("T")
 
-#: URL schemes hashed remotely, and the fsspec protocol that reads each.
-SCHEMES: dict[str, str] = {
-    "s3": "s3",
-    "s3a": "s3",
-    "gs": "gcs",
-    "gcs": "gcs",
-    "az": "abfs",
-    "abfs": "abfs",
-    "abfss": "abfs",
-    "http": "http",
-    "https": "http",
-}
 #: The pip extra that brings each protocol's package.
 _EXTRAS = {"s3": "mlprov[s3]", "gcs": "mlprov[gcs]", "abfs": "mlprov[azure]", "http": "aiohttp"}
 #: Objects fetched at once by one process (a request in flight holds one chunk at most).
@@ -87,22 +76,6 @@ _SECRET_ENV = (
 _URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]*@")
 _URL_QUERY = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s?#]*)\?[^\s#'\"]*")
 _SAFE_OPTION_KEYS = {"endpoint_url", "region_name", "anon", "version_aware", "use_ssl"}
-
-
-def is_remote(location: object) -> bool:
-    """True for a URL this module hashes (`s3://`, `gs://`, `az://`, `https://`, ...)."""
-    if not isinstance(location, str):
-        return False
-    scheme, sep, _ = location.partition("://")
-    return bool(sep) and scheme.lower() in SCHEMES
-
-
-def public_url(url: str) -> str:
-    """The URL as it may be recorded: without `user:secret@` or a query (SAS tokens,
-    presigned signatures) or a fragment."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def scrub(text: str, options: Mapping[str, Any] | None = None) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -123,9 +122,11 @@ def digest_tree(
     check_algorithm(algorithm)
     patterns = [*(default_ignore_patterns() if default_ignores else []), *ignore]
     if isinstance(path, str) and "://" in path:
-        from mlprov.digest.remote import digest_remote, is_remote
+        from mlprov.digest.urls import is_remote
 
         if is_remote(path):
+            from mlprov.digest.remote import digest_remote
+
             return digest_remote(  # type: ignore[no-any-return]
                 path,
                 algorithm=algorithm,
@@ -209,6 +210,23 @@ def _tasks(files: Sequence[FileInfo], shard_size: int | None) -> list[_Task]:
     ]
 
 
+#: The thread pool starts only when it can take at least this many bytes off the calling
+#: thread's path: below that, its first use in a CLI process (importing concurrent.futures,
+#: about 4 ms, what hashing 6 MiB takes) costs more than it saves. Measured with
+#: benchmarks/digest_crossover.py.
+POOL_MIN_SAVING = 8 << 20
+
+
+def pool_saving(sizes: Sequence[int], workers: int) -> int:
+    """Bytes that `workers` threads could take off the longest path through tasks of these
+    sizes: all of the work, less what one thread must still do (an even share of it, or
+    the largest task, whichever is more)."""
+    if workers < 2 or not sizes:
+        return 0
+    total = sum(sizes)
+    return total - max(-(-total // workers), max(sizes))
+
+
 def _run(
     tasks: Sequence[_Task],
     algorithm: str,
@@ -264,11 +282,14 @@ def _run(
         files = [SmallFile(t.info.path, t.name, stamp(t.info.st)) for t in whole_small]
         forked = ForkedHashing(files, algorithm, workers=workers, nofollow=nofollow)
         small = [t for t in small if t.end >= 0]
-    if (not large or workers == 1) and forked is None:
+    saving = pool_saving([t.size for t in tasks], workers) if large else 0
+    if forked is None and saving < POOL_MIN_SAVING:
         for task in [*large, *small]:
             name, key, digest = run_one(task)
             results[name] = (key, digest)
         return results
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlprov-digest") as pool:
         futures = [pool.submit(run_one, task) for task in large]
         for task in small:

@@ -15,6 +15,7 @@ evaluation may run at most `CEL_TIME_LIMIT` seconds. `policy lint` compiles exac
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -146,12 +147,17 @@ class CelProgram:
         return evaluator.evaluate(context)
 
 
-_ENV = celpy.Environment()
+@functools.cache
+def _environment() -> Any:
+    """The CEL environment, built once and only when a layout has attribute rules
+    (cel-python builds its grammar's parser tables then: a quarter of a second)."""
+    return celpy.Environment()
 
 
 def _new_activation() -> Activation:
     """The variables and functions every rule starts from (as celpy's Runner builds them)."""
-    return Activation(package=_ENV.package, annotations=_ENV.annotations, functions=None)
+    env = _environment()
+    return Activation(package=env.package, annotations=env.annotations, functions=None)
 
 
 def _children(node: lark.Tree) -> list[lark.Tree]:  # type: ignore[type-arg]
@@ -212,7 +218,7 @@ def estimate_cost(ast: lark.Tree) -> int:  # type: ignore[type-arg]
 def compile_cel(expression: str, *, where: str) -> CelProgram:
     """A runnable, budget-checked CEL program; any problem is an InputError naming the rule."""
     try:
-        ast = _ENV.compile(expression)
+        ast = _environment().compile(expression)
     except CELParseError as exc:
         detail = " ".join(str(exc).split())
         raise InputError(f"{where}: CEL syntax error in {expression!r}: {detail}") from None
@@ -263,6 +269,7 @@ def _short(expression: str) -> str:
 
 def activation(statement: dict[str, Any]) -> dict[str, Any]:
     """The variables a rule sees, as CEL values (JSON types preserved)."""
+
     return {
         "subject": json_to_cel(statement.get("subject") or []),
         "predicateType": json_to_cel(statement.get("predicateType") or ""),

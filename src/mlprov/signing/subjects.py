@@ -37,7 +37,7 @@ def check_subject_path(
     chose to trust it (`--trust-cache`): verification digests afresh. Symlinks follow the
     digest walk's rule (`follow_symlinks`, and hub snapshots' blobs).
     """
-    from mlprov.digest.remote import is_remote
+    from mlprov.digest.urls import is_remote
 
     if is_remote(path):
         return _check_remote(statement, str(path), cache)
@@ -75,7 +75,7 @@ def check_subject_path(
 def _check_remote(statement: Statement, url: str, cache: DigestCache | None) -> Check:
     """A remote object or prefix, hashed where it is (as `mlprov digest URL` would): a
     prefix only matches tree subjects, a lone object never one."""
-    from mlprov.digest.remote import public_url
+    from mlprov.digest.urls import public_url
 
     manifest = digest_tree(url, cache=cache)
     lone = len(manifest.files) == 1 and manifest.files[0].path == "."
