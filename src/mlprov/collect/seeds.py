@@ -2,18 +2,21 @@
 NumPy's `numpy.random.seed` / `default_rng(seed)`, `torch.manual_seed` and JAX's
 `jax.random.PRNGKey` / `jax.random.key`.
 
-Only modules already imported when the run starts are watched (nothing is imported on
-their behalf), and only integer seeds are recorded: a call without a seed (seeded from
-the OS) or with a non-integer seed records nothing, so no value is ever invented. The
-wrapped functions behave exactly as before and are restored when the run ends.
+Only libraries already imported when the run starts are watched (a library the script
+does not use is never imported), and only integer seeds are recorded: a call without a
+seed (seeded from the OS) or with a non-integer seed records nothing, so no value is ever
+invented. The wrapped functions behave exactly as before and are restored when the run
+ends.
 """
 
 from __future__ import annotations
 
+import importlib
 import operator
 import sys
 import threading
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 #: (module, attribute, seed name recorded, position of the seed argument, its keyword).
@@ -67,6 +70,17 @@ def _wrap(original: Any, name: str, position: int, keyword: str) -> Any:
     return observed
 
 
+def _imported(name: str) -> ModuleType | None:
+    """The module if its package is imported: `numpy.random` once `numpy` is (NumPy loads
+    its submodules lazily, on first use); None if the package is not imported at all."""
+    if name.split(".")[0] not in sys.modules:
+        return None
+    try:
+        return importlib.import_module(name)
+    except Exception:  # a broken or partial install: nothing to watch
+        return None
+
+
 def watch(record: Recorder) -> None:
     """Start calling `record(name, seed)` for each integer seed set through a watched
     function of an already imported module."""
@@ -75,7 +89,7 @@ def watch(record: Recorder) -> None:
         if len(_recorders) > 1:
             return
         for module_name, attribute, name, position, keyword in WATCHED:
-            module = sys.modules.get(module_name)
+            module = _imported(module_name)
             original = getattr(module, attribute, None) if module is not None else None
             if original is None or not callable(original):
                 continue
