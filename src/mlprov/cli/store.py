@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
 from mlprov.cli._common import display_name, echo_json, force_option, json_option, one_line
+from mlprov.cli._store_common import resolve_target, store_option
 from mlprov.cli.verify import identities_from, sigstore_options, trusted_key_options
 from mlprov.errors import InputError, VerificationError
 from mlprov.fsio import atomic_writer
@@ -36,8 +35,6 @@ from mlprov.store import (
 )
 from mlprov.store.render import short_type
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 PREDICATE_ALIASES = {
     "slsa": SLSA_PROVENANCE_V1,
     "provenance": SLSA_PROVENANCE_V1,
@@ -48,16 +45,6 @@ PREDICATE_ALIASES = {
     "oms": OMS_V1,
     "model-signing": OMS_V1,
 }
-
-
-def store_option(func: F) -> F:
-    """`--store`: a SQLite path or postgresql:// URL (default: $MLPROV_STORE, else per-user)."""
-    return click.option(
-        "--store",
-        "store_location",
-        metavar="PATH|URL",
-        help="SQLite file or postgresql://… URL (default: $MLPROV_STORE, else the per-user store).",
-    )(func)
 
 
 STORE_EPILOG = """\b
@@ -206,8 +193,6 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
 
 def _artifact_digest(value: str) -> str:
     """A digest, or the digest of an existing file or directory."""
-    from mlprov.cli.lineage import resolve_target
-
     return resolve_target(value)
 
 
