@@ -27,9 +27,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
-
-from securesystemslib.signer import Signer
+from typing import IO, TYPE_CHECKING, Any
 
 from mlprov.collect.artifacts import describe_path, is_remote_url, is_uri, parse_digest
 from mlprov.collect.builder import detect_builder, parse_timestamp, utc_now
@@ -56,7 +54,6 @@ from mlprov.predicates.slsa_provenance import (
     build_type_uri,
 )
 from mlprov.predicates.test_result import TestResult, Threshold
-from mlprov.signing.dsse import sign_envelope
 from mlprov.statement import DIGEST_OF, FILE, ResourceDescriptor, Statement
 
 #: Largest metrics file read.
@@ -65,6 +62,9 @@ MAX_METRICS_BYTES = 16 << 20
 METRICS_LOG_MEDIA_TYPE = "application/jsonl"
 #: Command-line flags whose value is not recorded in argv.
 SECRET_FLAG_WORDS = ("token", "password", "passwd", "passphrase", "secret", "api-key", "apikey")
+
+if TYPE_CHECKING:  # securesystemslib is imported only when something is signed
+    from securesystemslib.signer import Signer
 
 __all__ = ["TrainingRun", "evaluation_statement", "write_statement"]
 
@@ -84,6 +84,8 @@ def write_statement(
     statement.check_structure()
     data = statement.to_bytes()
     if signers:
+        from mlprov.signing.dsse import sign_envelope
+
         envelope = sign_envelope(data, signers)
         data = json.dumps(envelope.to_dict(), indent=2).encode() + b"\n"
     write_bytes_atomic(Path(out), data, force=force)
@@ -739,7 +741,7 @@ def load_signers(
     """Signers from Signer objects, private key paths or signer URIs (`awskms:…`)."""
     found: list[Signer] = []
     for item in signers:
-        if isinstance(item, Signer):
+        if not isinstance(item, (str, Path)):
             found.append(item)
             continue
         from mlprov.signing.keys import load_signer

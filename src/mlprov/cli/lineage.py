@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["digest_of_path", "lineage", "resolve_target"]
 
@@ -18,8 +18,10 @@ from mlprov.cli._store_common import digest_of_path, resolve_target, store_optio
 from mlprov.errors import InputError, MlprovError
 from mlprov.fsio import atomic_writer, write_bytes_atomic
 from mlprov.store import FORMATS, LineageGraph, open_store
-from mlprov.store.lineage import ReachedModel
 from mlprov.store.render import iter_render, printable
+
+if TYPE_CHECKING:
+    from mlprov.store.lineage import ReachedModel
 
 #: Picture formats, drawn by mlprov.report.svg (png through Graphviz's dot).
 PICTURES = ("svg", "png")

@@ -1,7 +1,9 @@
 """Lineage graphs as text: an indented tree, JSON, Graphviz DOT and Mermaid.
 
-Every format shows each artifact once with its full digest, each edge with its step and
-signer, and the cycles, missing links and cuts the walk reported. Each renderer is a
+Every format shows each artifact once with its digest (full in the tree and JSON; short
+in DOT and Mermaid labels, full in DOT's node ids and tooltips, so a picture stays
+readable), each edge with its step, relation and signer, and the cycles, missing links
+and cuts the walk reported. Each renderer is a
 generator of text, written as it is produced, in time and memory proportional to the
 nodes and edges shown: text is computed once per artifact and per attestation, the tree
 expands each artifact once (later meetings are references) and is walked iteratively.
