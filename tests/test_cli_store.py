@@ -163,12 +163,19 @@ def test_examples_pipeline_lineage_equals_the_facts(pipeline: Pipeline) -> None:
     ]
     assert graph["ends"] == [pipeline.quantized]
     only = run_cli("lineage", pipeline.dataset.removeprefix("sha256:"), "--down", "--only-models")
-    assert only.code == 0 and only.out == f"{pipeline.quantized}  model-int8\n"
+    # Every model reached, not only the leaf, each with how (the reproduction).
+    assert only.code == 0 and only.out == (
+        f"{pipeline.model}  model  trained on dataset\n"
+        f"{pipeline.quantized}  model-int8  converted from model, trained on dataset\n"
+    )
     by_path = run_cli(
         "lineage", pipeline.out / "dataset", "--down", "--only-models", "--format", "json"
     )
-    assert json.loads(by_path.out)["ends"] == [
-        {"digest": pipeline.quantized, "names": ["model-int8"]}
+    document = json.loads(by_path.out)
+    assert document["ends"] == [{"digest": pipeline.quantized, "names": ["model-int8"]}]
+    assert [(m["digest"], m["how"]) for m in document["models"]] == [
+        (pipeline.model, ["trained on"]),
+        (pipeline.quantized, ["converted from"]),
     ]
 
 
@@ -186,7 +193,7 @@ def test_lineage_formats(pipeline: Pipeline) -> None:
     lines = mermaid.out.splitlines()
     assert lines[0] == "flowchart LR"
     assert sum("-->" in line for line in lines) == 2
-    assert any('"training"' in line for line in lines)
+    assert any('"training (trained on)"' in line for line in lines)
 
 
 def test_lineage_cycle_and_depth_in_cli(tmp_path: Path) -> None:
@@ -309,7 +316,10 @@ def test_add_is_idempotent_ls_show_export(pipeline: Pipeline, tmp_path: Path) ->
 def test_cli_on_both_backends(pipeline: Pipeline, store_url: str) -> None:
     _add(pipeline, "--store", store_url)
     result = run_cli("lineage", pipeline.dataset, "--down", "--only-models", "--store", store_url)
-    assert result.code == 0 and result.out.split() == [pipeline.quantized, "model-int8"]
+    assert result.code == 0 and result.out.splitlines()[-1].split()[:2] == [
+        pipeline.quantized,
+        "model-int8",
+    ]
     again = run_cli("store", "add", *pipeline.files.values(), "--store", store_url, "--json")
     assert [r["status"] for r in json.loads(again.out)["results"]] == ["present"] * 3
 
@@ -382,7 +392,11 @@ def test_fine_tune_chain_through_cli(tmp_path: Path) -> None:
     ]
     assert run_cli("store", "add", *files).code == 0
     ends = run_cli("lineage", d("raw"), "--down", "--only-models")
-    assert ends.out.split() == [d("int8"), "model-int8"]
+    assert [line.split("  ")[:2] for line in ends.out.splitlines()] == [
+        [d("base"), "base-model"],
+        [d("tuned"), "tuned-model"],
+        [d("int8"), "model-int8"],
+    ]
     up = json.loads(run_cli("lineage", d("int8"), "--up", "--only-models", "--format", "json").out)
     assert {e["digest"] for e in up["ends"]} == {
         d(x) for x in ("raw", "prep-code", "train-config", "instr", "evalset")

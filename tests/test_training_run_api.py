@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,173 @@ def test_evaluation_statement(tmp_path: Path) -> None:
     assert statement.predicate is not None
     assert statement.predicate["result"] == "FAILED"
     assert statement.predicate["failedTests"] == ["acc>0.6"]
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=True)
+
+
+def test_existing_out_is_refused_before_the_run_body(tmp_path: Path) -> None:
+    out = tmp_path / "train.intoto.json"
+    out.write_text("earlier run\n")
+    ran = []
+    with (
+        pytest.raises(mlprov.errors.InputError, match="already exists"),
+        mlprov.TrainingRun(out=out, record_packages=False, source_dir=None),
+    ):
+        ran.append("trained and overwrote model/")
+    assert ran == [] and out.read_text() == "earlier run\n"
+    with pytest.raises(mlprov.errors.InputError, match="does not exist"):
+        mlprov.TrainingRun(out=tmp_path / "no-dir" / "t.json", record_packages=False)
+    (tmp_path / "m").write_text("m")
+    with mlprov.TrainingRun(out=out, force=True, record_packages=False, source_dir=None) as run:
+        run.model(tmp_path / "m")
+    assert read(out)["subject"][0]["name"] == "m"
+
+
+def test_seeds_the_script_sets_are_recorded_and_nothing_invented(tmp_path: Path) -> None:
+    import random
+
+    import numpy as np
+
+    (tmp_path / "m").write_text("m")
+    original = (random.seed, np.random.seed, np.random.default_rng)
+    out = tmp_path / "t.intoto.json"
+    with mlprov.TrainingRun(out=out, record_packages=False, source_dir=None) as run:
+        random.seed(1234)
+        np.random.seed(np.int64(7))
+        rng = np.random.default_rng(42)
+        np.random.default_rng()  # from OS entropy: nothing to record
+        assert rng.integers(0, 10**6) == np.random.default_rng(42).integers(0, 10**6)
+        run.model(tmp_path / "m")
+    assert (random.seed, np.random.seed, np.random.default_rng) == original, "restored"
+    seeds = read(out)["predicate"]["buildDefinition"]["internalParameters"]["seeds"]
+    assert seeds == {"python.random": 1234, "numpy.random": 7, "numpy.default_rng": 42}
+    random.seed(5)  # after the run: not recorded anywhere
+    out2 = tmp_path / "t2.intoto.json"
+    with mlprov.TrainingRun(out=out2, record_packages=False, source_dir=None) as run:
+        random.seed()  # unseeded
+        run.model(tmp_path / "m")
+    assert "seeds" not in read(out2)["predicate"]["buildDefinition"]["internalParameters"]
+
+
+def test_entry_point_and_argv_are_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "src" / "train.py"
+    script.parent.mkdir()
+    script.write_text("# training\n")
+    (tmp_path / "m").write_text("m")
+    argv = [str(script), "--epochs", "3", "--hf-token", "hf_abc", "--api-key=xyz"]
+    monkeypatch.setattr(sys, "argv", argv)
+    out = tmp_path / "t.intoto.json"
+    with mlprov.TrainingRun(out=out, record_packages=False, source_dir=tmp_path) as run:
+        run.model(tmp_path / "m")
+    ext = read(out)["predicate"]["buildDefinition"]["externalParameters"]
+    assert ext["entryPoint"] == "src/train.py"
+    assert ext["command"] == [
+        "src/train.py",
+        "--epochs",
+        "3",
+        "--hf-token",
+        "<redacted>",
+        "--api-key=<redacted>",
+    ]
+    assert "hf_abc" not in out.read_text() and "xyz" not in out.read_text()
+
+
+def test_metrics_over_time_and_checkpoints(tmp_path: Path) -> None:
+    out = tmp_path / "train.intoto.json"
+    ckpt = tmp_path / "ckpt.pt"
+    with mlprov.TrainingRun(out=out, record_packages=False, source_dir=None) as run:
+        for epoch in range(3):
+            run.log(step=epoch, loss=1.0 / (epoch + 1), lr=0.1)
+            ckpt.write_bytes(b"weights %d" % epoch)
+            run.checkpoint(ckpt, step=epoch)
+        run.log(step=3, accuracy=0.9)
+        assert not (tmp_path / "train.metrics.jsonl").exists(), "kept whole, at the end"
+        with pytest.raises(mlprov.errors.InputError, match="recorded twice"):
+            run.checkpoint(ckpt, step=2)
+        with pytest.raises(mlprov.errors.InputError, match="not an integer"):
+            run.log(step="x", loss=1)  # type: ignore[arg-type]
+        (tmp_path / "model").write_text("final")
+        run.model(tmp_path / "model")
+    log = tmp_path / "train.metrics.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    expected = [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, None)]
+    assert [(x["step"], x.get("loss")) for x in lines] == expected
+    byproducts = read(out)["predicate"]["runDetails"]["byproducts"]
+    by_role: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+    for item in byproducts:
+        by_role.setdefault(item["annotations"]["role"], []).append(item)
+    (entry,) = by_role["metrics-log"]
+    assert entry["name"] == "train.metrics.jsonl" and entry["annotations"]["entries"] == 4
+    assert entry["digest"]["sha256"] == hashlib.sha256(log.read_bytes()).hexdigest()
+    (metrics,) = by_role["metrics"]
+    assert metrics["annotations"]["metrics"] == {"loss": 1 / 3, "lr": 0.1, "accuracy": 0.9}
+    steps = [(c["annotations"]["step"], c["digest"]["sha256"]) for c in by_role["checkpoint"]]
+    assert steps == [(i, hashlib.sha256(b"weights %d" % i).hexdigest()) for i in range(3)]
+    assert not list(tmp_path.glob(".*.tmp")), "no temp file left"
+
+
+def test_failed_run_keeps_its_metrics_log(tmp_path: Path) -> None:
+    out = tmp_path / "t.intoto.json"
+    with (
+        pytest.raises(RuntimeError),
+        mlprov.TrainingRun(out=out, record_packages=False, source_dir=None) as run,
+    ):
+        run.log(step=1, loss=float(2))
+        raise RuntimeError("diverged")
+    assert (tmp_path / "t.metrics.jsonl").read_text().count("\n") == 1
+    assert read(out)["predicate"]["runDetails"]["metadata"]["mlprov_outcome"]["outcome"] == "failed"
+
+
+def test_signers_are_key_paths_or_signers(tmp_path: Path) -> None:
+    from mlprov.signing.files import parse_attestation
+    from mlprov.signing.keys import generate_keypair
+    from mlprov.signing.verify import verify_attestation
+
+    pair, other = generate_keypair("ed25519"), generate_keypair()
+    (tmp_path / "release.key").write_bytes(pair.private_pem)
+    (tmp_path / "m").write_text("m")
+    out = tmp_path / "t.intoto.json"
+    with mlprov.TrainingRun(
+        out=out, record_packages=False, source_dir=None, signers=[tmp_path / "release.key"]
+    ) as run:
+        run.model(tmp_path / "m")
+    signed = parse_attestation(out.read_bytes(), source=str(out))
+    verify_attestation(signed, keys=[pair.key])
+    with pytest.raises(mlprov.errors.VerificationError):
+        verify_attestation(signed, keys=[other.key])
+    with pytest.raises(mlprov.errors.InputError):
+        mlprov.TrainingRun(signers=[str(tmp_path / "missing.key")], record_packages=False)
+
+
+def test_own_untracked_outputs_do_not_make_a_clean_tree_dirty(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / "train.py").write_text("print()\n")
+    (repo / "data.csv").write_text("1\n")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", "init")
+
+    def source_of(out: Path) -> dict:  # type: ignore[type-arg]
+        deps = read(out)["predicate"]["buildDefinition"]["resolvedDependencies"]
+        return next(d for d in deps if d["name"] == "source")
+
+    (repo / "out").mkdir()
+    out = repo / "out" / "train.intoto.json"
+    with mlprov.TrainingRun(out=out, record_packages=False, source_dir=repo) as run:
+        run.dataset("train", repo / "data.csv")
+        (repo / "model").mkdir()
+        (repo / "model" / "w.bin").write_bytes(b"w")
+        run.log(step=1, loss=0.5)
+        (repo / "ckpt").write_bytes(b"c")
+        run.checkpoint(repo / "ckpt", step=1)
+        run.model(repo / "model")
+    assert source_of(out)["annotations"]["dirty"] is False
+    (repo / "notes.txt").write_text("not an output\n")
+    out2 = repo / "out" / "again.intoto.json"
+    with mlprov.TrainingRun(out=out2, record_packages=False, source_dir=repo) as run:
+        run.model(repo / "model", name="model")
+    found = source_of(out2)["annotations"]
+    assert found["dirty"] is True and found["untrackedFiles"] >= 1

@@ -3,12 +3,17 @@
     with mlprov.TrainingRun(step="train", out="train.intoto.json") as run:
         run.dataset("train", "data/")
         run.config({"lr": 0.1, "epochs": 20})
-        ...
+        for epoch in range(20):
+            ...
+            run.log(step=epoch, loss=loss)
+            run.checkpoint(f"ckpt/{epoch}.pt", step=epoch)
         run.model("model/")
-        run.metrics({"loss": 0.12})
 
 The Statement (SLSA Provenance v1) is written when the block ends; if the block raises,
-it is still written, marked failed, and the exception propagates. The CLI's
+it is still written, marked failed, and the exception propagates. An existing `out` is
+refused when the run is created (before any training), unless `force=True`. While the
+block runs, the seeds the script sets (`random.seed`, NumPy, PyTorch, JAX) are recorded,
+and so are the entry point and argv. The CLI's
 `mlprov attest` and `mlprov run` use this same class, so both record the same facts.
 """
 
@@ -17,10 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mlprov.collect.artifacts import describe_path, is_remote_url, is_uri, parse_digest
 from mlprov.collect.builder import detect_builder, parse_timestamp, utc_now
@@ -29,6 +36,7 @@ from mlprov.collect.datasets import describe_dataset
 from mlprov.collect.environment import Environment, collect_environment, package_descriptors
 from mlprov.collect.git import GitSource, collect_git
 from mlprov.collect.hf import is_hub_uri
+from mlprov.collect.seeds import unwatch, watch
 from mlprov.digest import DigestCache, TreeManifest
 from mlprov.digest.manifest import MANIFEST_MEDIA_TYPE
 from mlprov.errors import InputError
@@ -50,6 +58,13 @@ from mlprov.statement import DIGEST_OF, FILE, ResourceDescriptor, Statement
 
 #: Largest metrics file read.
 MAX_METRICS_BYTES = 16 << 20
+#: Media type of the metrics log `run.log` writes (one JSON object per line).
+METRICS_LOG_MEDIA_TYPE = "application/jsonl"
+#: Command-line flags whose value is not recorded in argv.
+SECRET_FLAG_WORDS = ("token", "password", "passwd", "passphrase", "secret", "api-key", "apikey")
+
+if TYPE_CHECKING:  # securesystemslib is imported only when something is signed
+    from securesystemslib.signer import Signer
 
 if TYPE_CHECKING:  # securesystemslib is imported only when something is signed
     from securesystemslib.signer import Signer
@@ -82,7 +97,7 @@ def write_statement(
 
 def _stem(out: Path) -> str:
     name = out.name
-    for suffix in (".intoto.json", ".json"):
+    for suffix in (".intoto.json", ".statement.json", ".json"):
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
@@ -115,8 +130,10 @@ class TrainingRun:
         started_on: str | None = None,
         finished_on: str | None = None,
         environ: Mapping[str, str] | None = None,
-        signers: Sequence[Signer] = (),
+        signers: Sequence[Signer | str | Path] = (),
+        password_env: str | None = None,
         follow_symlinks: bool = False,
+        capture_seeds: bool = True,
     ) -> None:
         if build_type not in BUILD_TYPES:
             raise InputError(f"unknown build type {build_type!r}; known: {', '.join(BUILD_TYPES)}")
@@ -126,7 +143,10 @@ class TrainingRun:
             raise InputError("the step name must not be empty")
         self.out = Path(out) if out is not None else None
         self.force = force
-        self.signers = list(signers)
+        if self.out is not None:  # before the training runs, not after it
+            check_writable(self.out, force=force)
+        self.signers = load_signers(signers, password_env=password_env)
+        self.capture_seeds = capture_seeds
         self.record_host = record_host
         self.record_packages = record_packages
         self.source_dir = Path(source_dir) if source_dir is not None else None
@@ -154,6 +174,13 @@ class TrainingRun:
         self._byproducts: list[ResourceDescriptor] = []
         self._manifests: list[tuple[str, TreeManifest]] = []
         self._finished: Statement | None = None
+        self._outputs: list[Path] = []  # local files the run wrote: not "dirty" in git
+        self._log: IO[bytes] | None = None
+        self._log_hash = hashlib.sha256()
+        self._log_entries = 0
+        self._last_metrics: dict[str, Any] = {}
+        self._last_step: Any = None
+        self._watching = False
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -259,9 +286,16 @@ class TrainingRun:
             self.param(key, value)
 
     def seed(self, name: str, value: int) -> None:
-        """Record a random seed the platform or script chose (internalParameters.seeds)."""
+        """Record a random seed the platform or script chose (internalParameters.seeds).
+
+        Inside `with TrainingRun(...)`, seeds set through `random.seed`,
+        `numpy.random.seed`/`default_rng`, `torch.manual_seed` and `jax.random.PRNGKey`
+        are recorded without this call (for modules imported before the run starts)."""
         if isinstance(value, bool) or not isinstance(value, int):
             raise InputError(f"seed {name}: {value!r} is not an integer")
+        self._seeds[name] = value
+
+    def _observed_seed(self, name: str, value: int) -> None:
         self._seeds[name] = value
 
     def entry_point(self, entry_point: str) -> None:
@@ -303,6 +337,7 @@ class TrainingRun:
         )
         self._check_unique(self._subjects, subject.name, "output")
         self._subjects.append(subject)
+        self._output(path)
         if self.file_subjects and described.is_dir:
             for entry in described.manifest.files:
                 self._subjects.append(
@@ -337,6 +372,7 @@ class TrainingRun:
         )
         self._check_unique(self._subjects, name, "output dataset")
         self._subjects.append(subject)
+        self._output(path)
         if record.manifest is not None:
             self._manifests.append((name, record.manifest))
         return subject
@@ -373,7 +409,77 @@ class TrainingRun:
         )
         self._check_unique(self._byproducts, described.descriptor.name, role)
         self._byproducts.append(described.descriptor)
+        self._output(path)
         return described.descriptor
+
+    def checkpoint(
+        self, path: str | Path, *, step: int | None = None, name: str | None = None
+    ) -> ResourceDescriptor:
+        """Record a checkpoint the step saved (a file or directory) by digest, with the
+        training step it was saved at: a byproduct with role `checkpoint`. The same path
+        saved again at a later step is recorded again, with that step's digest."""
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise InputError(f"checkpoint step {step!r} is not an integer")
+        notes: dict[str, Any] = {"role": "checkpoint"}
+        if step is not None:
+            notes["step"] = step
+        described = describe_path(
+            Path(path),
+            name=name,
+            cache=self.cache,
+            annotations=notes,
+            follow_symlinks=self.follow_symlinks,
+        )
+        descriptor = described.descriptor
+        for known in self._byproducts:
+            same = (known.annotations or {}).get("step") == step
+            if known.name == descriptor.name and (same or step is None):
+                raise InputError(f"checkpoint {descriptor.name!r} is recorded twice at step {step}")
+        self._byproducts.append(descriptor)
+        self._output(path)
+        return descriptor
+
+    def log(self, step: int | None = None, **metrics: Any) -> None:
+        """Record metrics at a training step (`run.log(step=10, loss=0.3, acc=0.8)`).
+
+        Each call is one line of a JSON-lines log written beside `out`
+        (`NAME.metrics.jsonl`), referenced by digest in the byproducts; the last value of
+        each metric goes into the predicate's metrics (unless `run.metrics` gives them).
+        """
+        if not metrics:
+            raise InputError("run.log needs at least one metric (run.log(step=1, loss=0.5))")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise InputError(f"log step {step!r} is not an integer")
+        if self.out is None:
+            raise InputError("run.log keeps its log beside the Statement: give out=")
+        values = json_ready(dict(metrics))
+        entry: dict[str, Any] = {"step": step, "time": utc_now(), **values}
+        if "step" in values or "time" in values:
+            raise InputError("a metric may not be called 'step' or 'time'")
+        line = json.dumps(entry, sort_keys=True).encode() + b"\n"
+        if self._log is None:
+            target = self.metrics_log_path
+            check_writable(target, force=self.force)
+            self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open across calls
+                mode="wb", dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
+            )
+        self._log.write(line)
+        self._log.flush()
+        self._log_hash.update(line)
+        self._log_entries += 1
+        self._last_metrics.update(values)
+        self._last_step = step
+
+    @property
+    def metrics_log_path(self) -> Path:
+        """Where `run.log` keeps its metrics log: `NAME.metrics.jsonl` beside `out`."""
+        if self.out is None:
+            raise InputError("run.log keeps its log beside the Statement: give out=")
+        return self.out.parent / f"{_stem(self.out)}.metrics.jsonl"
+
+    def _output(self, path: str | Path) -> None:
+        if isinstance(path, Path) or not is_uri(str(path)):
+            self._outputs.append(Path(path))
 
     # -- the statement ------------------------------------------------------------------
 
@@ -388,7 +494,13 @@ class TrainingRun:
     def _source(self) -> GitSource:
         if self.source_dir is None:
             return GitSource(absent="not recorded (no source directory given)")
-        return collect_git(self.source_dir)
+        outputs = list(self._outputs)
+        if self.out is not None:
+            outputs.append(self.out)
+            if self._log is not None:  # its name, and the temp file it is written to
+                outputs += [self.metrics_log_path, Path(self._log.name)]
+            outputs += [self._manifest_path(name) for name, _ in self._manifests]
+        return collect_git(self.source_dir, outputs=outputs)
 
     def statement(
         self,
@@ -428,7 +540,8 @@ class TrainingRun:
         if commit is not None:
             dependencies.append(commit)
         dependencies.extend(package_descriptors(environment.packages))
-        byproducts = list(self._byproducts) + self._manifest_descriptors()
+        byproducts = list(self._byproducts) + self._log_descriptors()
+        byproducts += self._manifest_descriptors()
         outcome = None
         if self.observed or exit_code is not None or error is not None:
             failed = error is not None or (exit_code not in (None, 0)) or bool(undigested)
@@ -477,6 +590,34 @@ class TrainingRun:
             annotations={"invocationId": invocation, "note": "the failed run produced no output"},
         )
 
+    def _log_descriptors(self) -> list[ResourceDescriptor]:
+        """The metrics log, and the last logged values unless `run.metrics` gave metrics."""
+        if self._log is None:
+            return []
+        found = [
+            ResourceDescriptor(
+                name=self.metrics_log_path.name,
+                digest={"sha256": self._log_hash.hexdigest()},
+                mediaType=METRICS_LOG_MEDIA_TYPE,
+                annotations={
+                    "role": "metrics-log",
+                    "entries": self._log_entries,
+                    "lastStep": self._last_step,
+                },
+            )
+        ]
+        if not any((b.annotations or {}).get("role") == "metrics" for b in self._byproducts):
+            data = json.dumps(self._last_metrics, sort_keys=True).encode()
+            found.append(
+                ResourceDescriptor(
+                    name="metrics.json",
+                    digest={"sha256": hashlib.sha256(data).hexdigest()},
+                    mediaType="application/json",
+                    annotations={"role": "metrics", "metrics": dict(self._last_metrics)},
+                )
+            )
+        return found
+
     def _manifest_descriptors(self) -> list[ResourceDescriptor]:
         if not (self.write_manifests and self.out is not None):
             return []
@@ -507,27 +648,81 @@ class TrainingRun:
         """Build the Statement and write it (and dataset manifests) to `out`, once."""
         if self._finished is not None:
             return self._finished
-        statement = self.statement(exit_code=exit_code, error=error, undigested=undigested)
+        self._stop_watching()
+        try:
+            statement = self.statement(exit_code=exit_code, error=error, undigested=undigested)
+        except BaseException:
+            self._discard_log()
+            raise
         if self.out is not None:
-            targets = [self.out]
-            if self.write_manifests:
-                targets += [self._manifest_path(name) for name, _ in self._manifests]
-            for target in targets:
-                check_writable(target, force=self.force)
-            if self.write_manifests:
-                for name, manifest in self._manifests:
-                    write_bytes_atomic(
-                        self._manifest_path(name), manifest.to_json(), force=self.force
-                    )
-            write_statement(statement, self.out, force=self.force, signers=self.signers)
+            try:
+                self._write(statement, self.out)
+            finally:
+                self._discard_log()
         self._finished = statement
         self.cache.close()
         return statement
 
+    def _write(self, statement: Statement, out: Path) -> None:
+        targets = [out]
+        if self._log is not None:
+            targets.append(self.metrics_log_path)
+        if self.write_manifests:
+            targets += [self._manifest_path(name) for name, _ in self._manifests]
+        for target in targets:
+            check_writable(target, force=self.force)
+        if self.write_manifests:
+            for name, manifest in self._manifests:
+                write_bytes_atomic(self._manifest_path(name), manifest.to_json(), force=self.force)
+        self._keep_log()
+        write_statement(statement, out, force=self.force, signers=self.signers)
+
+    def _keep_log(self) -> None:
+        """Move the metrics log from its temp file to its name, complete and synced."""
+        if self._log is None:
+            return
+        self._log.flush()
+        os.fsync(self._log.fileno())
+        self._log.close()
+        check_writable(self.metrics_log_path, force=self.force)
+        os.replace(self._log.name, self.metrics_log_path)
+
+    def _discard_log(self) -> None:
+        """Close the metrics log and remove its temp file if it was not kept."""
+        if self._log is not None:
+            self._log.close()
+            Path(self._log.name).unlink(missing_ok=True)
+
+    def _stop_watching(self) -> None:
+        if self._watching:
+            unwatch(self._observed_seed)
+            self._watching = False
+
     def __enter__(self) -> TrainingRun:
         if self.observed and self.started_on is None:
             self.started_on = utc_now()
+        if self.observed:
+            self._record_invocation()
+            if self.capture_seeds and not self._watching:
+                watch(self._observed_seed)
+                self._watching = True
         return self
+
+    def _record_invocation(self) -> None:
+        """The script that runs the block, relative to the source directory, and its argv
+        (values of flags that look like secrets left out), unless already recorded."""
+        argv = list(sys.argv)
+        script = argv[0] if argv else ""
+        if not script or script == "-c" or "entryPoint" in self._external:
+            return
+        entry = Path(script)
+        base = (self.source_dir or Path(".")).resolve()
+        try:
+            shown = entry.resolve().relative_to(base).as_posix()
+        except (ValueError, OSError):
+            shown = entry.name
+        self._external["entryPoint"] = shown
+        self._external.setdefault("command", [shown, *redact_argv(argv[1:])])
 
     def __exit__(
         self,
@@ -541,6 +736,40 @@ class TrainingRun:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
         self.finish(exit_code=code, error=reason)
+
+
+def load_signers(
+    signers: Sequence[Signer | str | Path], *, password_env: str | None = None
+) -> list[Signer]:
+    """Signers from Signer objects, private key paths or signer URIs (`awskms:…`)."""
+    found: list[Signer] = []
+    for item in signers:
+        if not isinstance(item, (str, Path)):
+            found.append(item)
+            continue
+        from mlprov.signing.keys import load_signer
+
+        found.append(load_signer(str(item), password_env=password_env))
+    return found
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """argv with the values of secret-looking flags (`--token X`, `--password=X`) hidden."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append("<redacted>")
+            hide_next = False
+            continue
+        flag, eq, _ = arg.partition("=")
+        secret = flag.startswith("-") and any(w in flag.lower() for w in SECRET_FLAG_WORDS)
+        if secret and eq:
+            out.append(f"{flag}=<redacted>")
+        else:
+            out.append(arg)
+            hide_next = secret
+    return out
 
 
 def _subject_notes(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from mlprov.cli._common import echo_json, force_option, json_option, sign_options, signers_from
-from mlprov.cli.store import store_option
+from mlprov.cli._store_common import store_option
 from mlprov.cli.verify import identities_from, sigstore_options, trusted_key_options
 from mlprov.errors import InputError
 
@@ -51,7 +51,7 @@ def collect_evidence(
     staging: bool,
 ) -> Evidence:
     """The verified lineage of MODEL (a path or digest) in the store."""
-    from mlprov.cli.lineage import resolve_target
+    from mlprov.cli._store_common import resolve_target
     from mlprov.cli.store import _verifier
     from mlprov.export.evidence import gather_evidence
     from mlprov.store import open_store

@@ -7,17 +7,21 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["digest_of_path", "lineage", "resolve_target"]
 
 import click
 
-from mlprov.cli._common import byte_progress, follow_symlinks_option, storage_option
-from mlprov.cli.store import store_option
-from mlprov.digest import DigestCache, digest_file, digest_tree
+from mlprov.cli._common import follow_symlinks_option, storage_option
+from mlprov.cli._store_common import digest_of_path, resolve_target, store_option
 from mlprov.errors import InputError, MlprovError
 from mlprov.fsio import atomic_writer, write_bytes_atomic
-from mlprov.store import FORMATS, LineageGraph, open_store, parse_digest
+from mlprov.store import FORMATS, LineageGraph, open_store
 from mlprov.store.render import iter_render, printable
+
+if TYPE_CHECKING:
+    from mlprov.store.lineage import ReachedModel
 
 #: Picture formats, drawn by mlprov.report.svg (png through Graphviz's dot).
 PICTURES = ("svg", "png")
@@ -27,58 +31,14 @@ Examples:
   mlprov lineage ./model --up                       # everything the model was built from
   mlprov lineage hf://org/name@main --down          # a hub snapshot (read from the local cache)
   mlprov lineage sha256:<dataset digest> --down     # impact report: everything built from it
-  mlprov lineage sha256:<dataset digest> --down --only-models
+  mlprov lineage sha256:<dataset digest> --down --only-models   # every model, and how
+  mlprov lineage ./data --down --only-models --trained-on       # built from it, not evaluated on
+  mlprov lineage ./data --down --step train --step finetune     # only those steps' edges
   mlprov lineage ./model --up --format mermaid      # paste into GitHub/GitLab markdown
   mlprov lineage ./model --up --format dot | dot -Tsvg > lineage.svg
   mlprov lineage ./model --up --format svg --out lineage.svg   # no Graphviz needed
   mlprov lineage ./model --up --max-depth 3 --max-nodes 500
 """
-
-
-def digest_of_path(path: Path, *, follow_symlinks: bool = False) -> str:
-    """The digest attestations use for a path: tree digest of a directory (OpenSSF Model
-    Signing), sha256 of a file's bytes."""
-    if path.is_dir():
-        cache = DigestCache()
-        try:
-            with byte_progress(f"hashing {path}") as (on_total, advance):
-                manifest = digest_tree(
-                    path,
-                    cache=cache,
-                    progress=advance,
-                    on_total=on_total,
-                    follow_symlinks=follow_symlinks,
-                )
-        finally:
-            cache.close()
-        return f"sha256:{manifest.digest}"
-    if follow_symlinks and path.is_symlink():
-        path = path.resolve()
-    return f"sha256:{digest_file(path)}"
-
-
-def resolve_target(target: str, *, follow_symlinks: bool = False) -> str:
-    """A digest as given (`sha256:<hex>` or bare hex), the digest of an existing path, of
-    the hub snapshot an `hf://org/name@REV` names (resolved from the local cache), or that
-    of an object-store URL (`s3://bucket/prefix/`), hashed where it is."""
-    from mlprov.digest.urls import is_remote, public_url
-
-    if target.startswith("hf://"):
-        from mlprov.collect.hf import resolve_hub_uri
-
-        return digest_of_path(resolve_hub_uri(target).path)
-    if is_remote(target):
-        with byte_progress(f"hashing {public_url(target)}") as (on_total, advance):
-            remote = digest_tree(target, progress=advance, on_total=on_total)
-        return f"sha256:{remote.identity}"
-    path = Path(target)
-    looks_like_digest = ":" in target and not target.startswith(("/", "."))
-    if path.exists() and not looks_like_digest:
-        return digest_of_path(path, follow_symlinks=follow_symlinks)
-    try:
-        return parse_digest(target)
-    except InputError:
-        raise InputError(f"{target!r} is neither an existing path nor a digest") from None
 
 
 #: Attestations whose descriptors are read for model facts in one lineage answer.
@@ -135,7 +95,21 @@ def _facts_lines(graph: LineageGraph, facts: dict[str, dict[str, Any]]) -> Itera
 @click.option(
     "--only-models",
     is_flag=True,
-    help="List just the end artifacts (down: the last models built; up: the original inputs).",
+    help="List just the models (down: every model reached, with how: trained on, fine-tuned"
+    " from, converted from, evaluated on; up: the original inputs).",
+)
+@click.option(
+    "--trained-on",
+    is_flag=True,
+    help="With --down: only what was built from it (training, fine-tuning, conversion,"
+    " preparation), not what was only evaluated on it.",
+)
+@click.option(
+    "--step",
+    "steps",
+    multiple=True,
+    metavar="NAME",
+    help="Only the edges of this step (as recorded, e.g. train); repeat for several.",
 )
 @click.option(
     "--format",
@@ -167,6 +141,8 @@ def lineage(
     target: str,
     direction: str | None,
     only_models: bool,
+    trained_on: bool,
+    steps: tuple[str, ...],
     fmt: str,
     as_json: bool,
     max_depth: int | None,
@@ -187,6 +163,8 @@ def lineage(
     """
     if direction is None:
         raise InputError("give --up (where it came from) or --down (what was built from it)")
+    if trained_on and direction != "down":
+        raise InputError("--trained-on applies to --down (what was built from a dataset)")
     if as_json:
         if fmt not in ("tree", "json"):
             raise InputError(f"--json and --format {fmt} contradict each other")
@@ -195,6 +173,10 @@ def lineage(
     with open_store(store_location) as opened:
         walk = opened.lineage_up if direction == "up" else opened.lineage_down
         graph = walk(digest, max_depth=max_depth, max_nodes=max_nodes)
+        if steps:
+            graph = graph.only_steps(steps)
+        if trained_on:
+            graph = graph.without_evaluations()
         location = opened.location
         facts = model_facts_of(opened, graph) if graph.found else {}
     if not graph.found:
@@ -204,7 +186,13 @@ def lineage(
         _write_picture(graph, fmt, out, force)
         return
     pieces: Iterable[str]
-    if only_models:
+    if only_models and direction == "down":
+        models = graph.models_reached(trained_on=trained_on)
+        if fmt == "json":
+            pieces = [_models_json(graph, models)]
+        else:
+            pieces = (_model_line(graph, model) for model in models)
+    elif only_models:
         ends = graph.end_artifacts()
         if fmt == "json":
             pieces = [_ends_json(graph, ends)]
@@ -243,6 +231,31 @@ def _batched(pieces: Iterable[str], size: int = 1 << 20) -> Iterator[str]:
 def _ends_json(graph: LineageGraph, ends: list[str]) -> str:
     items = [{"digest": d, "names": graph.nodes[d].names} for d in ends]
     document = {"root": graph.root, "direction": graph.direction, "ends": items}
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def _model_line(graph: LineageGraph, model: ReachedModel) -> str:
+    """`DIGEST  NAME  converted from model, trained on dataset`: the model, and the way
+    from it back to the root in words (other relations it has to the walk after)."""
+    path = model.path
+    words = [
+        f"{path[i]} {printable(graph.nodes[path[i - 1]].label)}"
+        for i in range(len(path) - 2, 0, -2)
+    ]
+    line = f"{model.digest}  {printable(graph.nodes[model.digest].label)}  {', '.join(words)}"
+    also = [how for how in model.how if how != path[-2]] if len(path) > 1 else []
+    if also:
+        line += f"  (also {', '.join(also)})"
+    return line + "\n"
+
+
+def _models_json(graph: LineageGraph, models: list[ReachedModel]) -> str:
+    document = {
+        "root": graph.root,
+        "direction": graph.direction,
+        "models": [m.to_dict() for m in models],
+        "ends": [{"digest": d, "names": graph.nodes[d].names} for d in graph.end_artifacts()],
+    }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
 from mlprov.cli._common import display_name, echo_json, force_option, json_option, one_line
+from mlprov.cli._store_common import resolve_target, store_option
 from mlprov.cli.verify import identities_from, sigstore_options, trusted_key_options
 from mlprov.errors import InputError, VerificationError
 from mlprov.fsio import atomic_writer
@@ -28,8 +28,6 @@ if TYPE_CHECKING:  # imported where used: this module is loaded for every store 
     from mlprov.signing.sigstore_bundle import SigstoreIdentity
     from mlprov.store import AttestationVerifier, SignerEvidence, Store, StoredAttestation
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 PREDICATE_ALIASES = {
     "slsa": SLSA_PROVENANCE_V1,
     "provenance": SLSA_PROVENANCE_V1,
@@ -40,16 +38,6 @@ PREDICATE_ALIASES = {
     "oms": OMS_V1,
     "model-signing": OMS_V1,
 }
-
-
-def store_option(func: F) -> F:
-    """`--store`: a SQLite path or postgresql:// URL (default: $MLPROV_STORE, else per-user)."""
-    return click.option(
-        "--store",
-        "store_location",
-        metavar="PATH|URL",
-        help="SQLite file or postgresql://… URL (default: $MLPROV_STORE, else the per-user store).",
-    )(func)
 
 
 STORE_EPILOG = """\b
@@ -203,8 +191,6 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
 
 def _artifact_digest(value: str) -> str:
     """A digest, or the digest of an existing file or directory."""
-    from mlprov.cli.lineage import resolve_target
-
     return resolve_target(value)
 
 

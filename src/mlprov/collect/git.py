@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -126,8 +127,18 @@ class _Git:
         return done.stdout.decode("utf-8", "replace").strip() if done.returncode == 0 else None
 
 
-def collect_git(directory: Path | str = ".", *, git: str | None = None) -> GitSource:
-    """Describe the git working tree containing `directory` (absent, with reason, if none)."""
+def collect_git(
+    directory: Path | str = ".",
+    *,
+    git: str | None = None,
+    outputs: Sequence[Path | str] = (),
+) -> GitSource:
+    """Describe the git working tree containing `directory` (absent, with reason, if none).
+
+    `outputs` are the run's own files (its Statement, logs, manifests, products): while
+    untracked they do not make the tree dirty. A tracked file among them that changed
+    still does.
+    """
     executable = git or shutil.which("git")
     if executable is None:
         return GitSource(absent="git executable not found")
@@ -143,9 +154,18 @@ def collect_git(directory: Path | str = ".", *, git: str | None = None) -> GitSo
             return GitSource(absent="git repository has no commits")
         branch = repo.text("symbolic-ref", "--quiet", "--short", "HEAD") or None
         remote = _remote(repo, branch)
-        status = repo.run("status", "--porcelain", "--untracked-files=normal")
-        dirty = status.returncode != 0 or bool(status.stdout.strip())
+        tracked = repo.run("status", "--porcelain", "--untracked-files=no")
+        excluded = _pathspec_excludes(repo, outputs)
+        status = repo.run(
+            "status", "--porcelain", "--untracked-files=normal", "--", ":(top)", *excluded
+        )
         untracked = sum(1 for line in status.stdout.splitlines() if line.startswith(b"??"))
+        dirty = (
+            tracked.returncode != 0
+            or status.returncode != 0
+            or bool(tracked.stdout.strip())
+            or bool(untracked)
+        )
         diff_sha = None
         if dirty:
             # Reproducible by an auditor: `git diff HEAD --binary | sha256sum`.
@@ -154,6 +174,25 @@ def collect_git(directory: Path | str = ".", *, git: str | None = None) -> GitSo
     except (OSError, subprocess.TimeoutExpired) as exc:
         return GitSource(absent=f"git failed: {exc}")
     return GitSource(commit, remote, branch, dirty, diff_sha, untracked)
+
+
+def _pathspec_excludes(repo: _Git, outputs: Sequence[Path | str]) -> list[str]:
+    """`:(top,exclude,literal)PATH` pathspecs for the outputs inside the working tree."""
+    if not outputs:
+        return []
+    top_text = repo.text("rev-parse", "--show-toplevel")
+    if not top_text:
+        return []
+    top = Path(top_text).resolve()
+    found = []
+    for output in outputs:
+        try:
+            relative = Path(output).resolve().relative_to(top)
+        except (ValueError, OSError):
+            continue  # outside the working tree: git never sees it
+        if relative.parts:
+            found.append(f":(top,exclude,literal){relative.as_posix()}")
+    return found
 
 
 def _remote(repo: _Git, branch: str | None) -> str | None:

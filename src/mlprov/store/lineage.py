@@ -10,19 +10,55 @@ reported. `max_depth` and `max_nodes` bound a walk; what they cut is recorded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, Literal, NamedTuple, TypeVar
 
+from mlprov.predicates import OMS_V1, TEST_RESULT_V01
 from mlprov.store.backend import Cursor, Database
 
 Direction = Literal["up", "down"]
 T = TypeVar("T")
 #: Digests per IN (...) list: well under SQLite's and PostgreSQL's parameter limits.
 CHUNK = 500
+
+
+#: How a product relates to a material, by the buildType's name (the word before `/v1`):
+#: "MODEL trained on DATASET". Anything else is "built from".
+RELATIONS = {
+    "training": "trained on",
+    "fine-tuning": "fine-tuned from",
+    "conversion": "converted from",
+    "quantization": "converted from",
+    "evaluation": "evaluated on",
+    "dataset-preparation": "prepared from",
+}
+EVALUATED_ON = "evaluated on"
+BUILT_FROM = "built from"
+#: Relations that make a product out of its material (not an evaluation of it).
+BUILDING = frozenset({"trained on", "fine-tuned from", "converted from", "prepared from"})
+#: Relations whose product is a model.
+MODEL_RELATIONS = frozenset({"trained on", "fine-tuned from", "converted from", EVALUATED_ON})
+
+
+@functools.lru_cache(maxsize=1024)
+def relation_of(predicate_type: str, build_type: str | None) -> str:
+    """How an attestation's subject relates to its inputs: `trained on`, `fine-tuned from`,
+    `converted from`, `evaluated on` (a test-result, or an evaluation buildType),
+    `prepared from`, else `built from`."""
+    if predicate_type == TEST_RESULT_V01:
+        return EVALUATED_ON
+    if build_type:
+        parts = [p for p in build_type.rstrip("/").split("/") if p]
+        if len(parts) >= 2 and parts[-1].startswith("v") and parts[-1][1:].isdigit():
+            parts.pop()
+        if parts and parts[-1] in RELATIONS:
+            return RELATIONS[parts[-1]]
+    return BUILT_FROM
 
 
 @dataclass(slots=True)
@@ -58,6 +94,11 @@ class LineageEdge(NamedTuple):
     signers: tuple[str, ...]
     verified: bool
 
+    @property
+    def relation(self) -> str:
+        """How the product relates to the material (`trained on`, `evaluated on`, ...)."""
+        return relation_of(self.predicate_type, self.build_type)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "material": self.material,
@@ -65,9 +106,38 @@ class LineageEdge(NamedTuple):
             "attestation": self.attestation,
             "predicateType": self.predicate_type,
             "buildType": self.build_type,
+            "relation": self.relation,
             "step": self.step,
             "signers": list(self.signers),
             "verified": self.verified,
+        }
+
+
+@dataclass(frozen=True)
+class ReachedModel:
+    """A model a down walk reached: how it relates to what led to it, and the way there.
+
+    `how` lists the relations of every edge into it the walk shows (`trained on`,
+    `evaluated on`, ...); `path` is the shortest way from the root, as alternating
+    artifact digests and relations: `[root, "prepared from", d1, "trained on", model]`.
+    """
+
+    digest: str
+    names: tuple[str, ...]
+    how: tuple[str, ...]
+    path: tuple[str, ...]
+    steps: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "names": list(self.names),
+            "how": list(self.how),
+            "path": [
+                {"artifact": part} if i % 2 == 0 else {"relation": part}
+                for i, part in enumerate(self.path)
+            ],
+            "steps": list(self.steps),
         }
 
 
@@ -150,6 +220,113 @@ class LineageGraph:
     def attestations(self) -> list[str]:
         """Digests of every attestation the walk crossed."""
         return sorted({e.attestation for e in self.edges})
+
+    def models_reached(self, *, trained_on: bool = False) -> list[ReachedModel]:
+        """Down walks: every model reached (the product of a training, fine-tuning,
+        conversion or evaluation edge), nearest first, each with how and the path.
+
+        `trained_on`: only models built from the root, through building edges alone (an
+        evaluation does not make a model depend on its test data). One pass over the edges.
+        """
+        if self.direction != "down":
+            raise ValueError("models are reached by walking down")
+        parent: dict[str, LineageEdge] = {}  # artifact -> the first edge reaching it
+        how: dict[str, dict[str, None]] = {}
+        steps: dict[str, dict[str, None]] = {}
+        for edge in self.edges:  # in the order the walk found them: nearest first
+            relation = edge.relation
+            product = edge.product
+            if product == self.root:
+                continue
+            if product not in parent:
+                parent[product] = edge
+            if relation in MODEL_RELATIONS:
+                how.setdefault(product, {})[relation] = None
+                if edge.step:
+                    steps.setdefault(product, {})[edge.step] = None
+        built = self._built_closure()
+        building: dict[str, LineageEdge] = {}  # the first building edge from a built artifact
+        for edge in self.edges:
+            if edge.material in built and edge.relation in BUILDING:
+                building.setdefault(edge.product, edge)
+        found = []
+        for digest in how:
+            if trained_on and digest not in built:
+                continue
+            relations = tuple(how[digest])
+            if trained_on:
+                relations = tuple(r for r in relations if r != EVALUATED_ON)
+            found.append(
+                ReachedModel(
+                    digest,
+                    tuple(self.nodes[digest].names),
+                    relations,
+                    self._path(digest, parent, building, built),
+                    tuple(steps.get(digest, ())),
+                )
+            )
+        return sorted(found, key=lambda m: (self.nodes[m.digest].depth, m.digest))
+
+    def _built_closure(self) -> set[str]:
+        """Artifacts reached from the root through building edges only (iterative)."""
+        building: dict[str, list[str]] = {}
+        for edge in self.edges:
+            if edge.relation in BUILDING:
+                building.setdefault(edge.material, []).append(edge.product)
+        built = {self.root}
+        todo = [self.root]
+        while todo:
+            for product in building.get(todo.pop(), ()):
+                if product not in built:
+                    built.add(product)
+                    todo.append(product)
+        return built
+
+    def _path(
+        self,
+        digest: str,
+        parent: dict[str, LineageEdge],
+        building: dict[str, LineageEdge],
+        built: set[str],
+    ) -> tuple[str, ...]:
+        """Root to `digest`, alternating digests and relations: the way it was built from
+        the root where there is one, else the shortest way (through an evaluation)."""
+        parts = [digest]
+        seen = {digest}
+        while digest != self.root and digest in parent:
+            edge = building.get(digest) or parent[digest]
+            parts += [edge.relation, edge.material]
+            digest = edge.material
+            if digest in seen:
+                break
+            seen.add(digest)
+        return tuple(reversed(parts))
+
+    def only_steps(self, steps: Iterable[str]) -> LineageGraph:
+        """The graph with only the edges of the named steps, and the artifacts they touch."""
+        wanted = set(steps)
+        return self.filtered(lambda edge: edge.step in wanted)
+
+    def without_evaluations(self) -> LineageGraph:
+        """The graph without evaluation edges: only what was built from what."""
+        return self.filtered(lambda edge: edge.relation != EVALUATED_ON)
+
+    def filtered(self, keep: Callable[[LineageEdge], bool]) -> LineageGraph:
+        """The graph with the edges `keep` accepts and the artifacts they touch (the root
+        always), with the walk's notes about those artifacts."""
+        kept = LineageGraph(self.root, self.direction, self.found, self.max_depth, self.max_nodes)
+        kept.edges = [e for e in self.edges if keep(e)]
+        touched = {self.root}
+        for edge in kept.edges:
+            touched.add(edge.material)
+            touched.add(edge.product)
+        kept.nodes = {d: n for d, n in self.nodes.items() if d in touched}
+        kept.cycles = [c for c in self.cycles if all(d in touched for d in c)]
+        kept.missing = list(self.missing)
+        kept.unattested = [d for d in self.unattested if d in touched]
+        kept.truncated = [d for d in self.truncated if d in touched]
+        kept.cut = {d: n for d, n in self.cut.items() if d in touched}
+        return kept
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -263,21 +440,24 @@ class LineageWalker:
                 # subject; down: as a material). Down a dense lineage that is one row per
                 # edge: rows are taken a chunk of the frontier at a time, kept as ids.
                 nears: dict[int, list[str]] = {}  # attestation id -> near artifacts
-                continued: set[str] = set()
                 for part in chunks(frontier):
                     cur.execute(sql(_NEAR.format(marks=_marks(len(part)))), (near_role, *part))
                     for near, near_name, key in cur.fetchall():
                         node = nodes[near]
                         if near_name and near_name not in node.names:
                             node.names.append(near_name)
-                        continued.add(node.digest)
                         nears.setdefault(key, []).append(node.digest)
+                self._remember(cur, [k for k in nears if k not in attestations], attestations)
+                # A model signature (OMS) lists the model's own files, not what it was
+                # built from: neither a way up nor down, nor provenance of the model.
+                for key in [k for k in nears if attestations[k][1] == OMS_V1]:
+                    del nears[key]
+                continued = {near for group in nears.values() for near in group}
                 if direction == "up":
                     graph.unattested.extend(sorted(d for d in frontier if d not in continued))
                 if max_depth is not None and depth >= max_depth:
                     graph.truncated.extend(sorted(d for d in frontier if d in continued))
                     break
-                self._remember(cur, [k for k in nears if k not in attestations], attestations)
                 next_frontier: list[str] = []
                 edges = graph.edges
                 up = direction == "up"

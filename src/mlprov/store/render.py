@@ -1,7 +1,9 @@
 """Lineage graphs as text: an indented tree, JSON, Graphviz DOT and Mermaid.
 
-Every format shows each artifact once with its full digest, each edge with its step and
-signer, and the cycles, missing links and cuts the walk reported. Each renderer is a
+Every format shows each artifact once with its digest (full in the tree and JSON; short
+in DOT and Mermaid labels, full in DOT's node ids and tooltips, so a picture stays
+readable), each edge with its step, relation and signer, and the cycles, missing links
+and cuts the walk reported. Each renderer is a
 generator of text, written as it is produced, in time and memory proportional to the
 nodes and edges shown: text is computed once per artifact and per attestation, the tree
 expands each artifact once (later meetings are references) and is walked iteratively.
@@ -22,7 +24,7 @@ from mlprov.predicates import (
     TEST_RESULT_V01,
     VSA_V1,
 )
-from mlprov.store.lineage import LineageEdge, LineageGraph, node_dict
+from mlprov.store.lineage import EVALUATED_ON, LineageEdge, LineageGraph, node_dict
 
 FORMATS = ("tree", "json", "dot", "mermaid")
 _SHORT_TYPES = {
@@ -92,11 +94,15 @@ def notes(graph: LineageGraph) -> list[str]:
             f"missing link: {printable(link.artifact)!r} ({link.reason}) in attestation"
             f" {link.attestation}"
         )
-    if graph.direction == "up":
+    if graph.direction == "up" and graph.unattested:
+        # Data only an evaluation read is not something the target was built from.
+        built_from = {e.material for e in graph.edges if e.relation != EVALUATED_ON}
         for digest in graph.unattested:
             if digest != graph.root or not graph.edges:
+                evaluated = digest not in built_from and digest != graph.root
+                what = "evaluation data" if evaluated else "input"
                 lines.append(
-                    f"unattested input (no provenance in the store): {_node_text(graph, digest)}"
+                    f"unattested {what} (no provenance in the store): {_node_text(graph, digest)}"
                 )
     for digest in graph.truncated:
         lines.append(f"not expanded (max depth {graph.max_depth}): {_node_text(graph, digest)}")
@@ -136,11 +142,21 @@ class _Style:
 
 
 def _grouped(edges: Iterable[LineageEdge]) -> list[list[LineageEdge]]:
-    """Edges by attestation, in the order the attestations first appear."""
+    """Edges by attestation, in the order the attestations first appear; evaluations
+    after the steps that built the artifact (their inputs are not what it was built from)."""
     groups: dict[str, list[LineageEdge]] = {}
     for edge in edges:
         groups.setdefault(edge.attestation, []).append(edge)
-    return list(groups.values())
+    return sorted(groups.values(), key=lambda group: group[0].relation == EVALUATED_ON)
+
+
+def short_digest(digest: str, keep: int = 12) -> str:
+    """`sha256:0a1b2c3d4e5f…`: enough to tell artifacts apart in a picture."""
+    kind, sep, value = digest.partition(":")
+    if not sep:
+        kind, value = "", digest
+    short = value[:keep] + "…" if len(value) > keep + 1 else value
+    return f"{kind}:{short}" if kind else short
 
 
 def iter_tree(graph: LineageGraph, *, color: bool = False) -> Iterator[str]:
@@ -152,7 +168,10 @@ def iter_tree(graph: LineageGraph, *, color: bool = False) -> Iterator[str]:
     [N])`, later meetings `(see [N] below)`), so lines stay short however deep the lineage.
     """
     style = _Style(color)
-    verb = "from" if graph.direction == "up" else "into"
+    up = graph.direction == "up"
+    verb = "from" if up else "into"
+    # An evaluation did not build its model from its datasets: it evaluated the model on them.
+    evaluated = "evaluated on" if up else "evaluated"
     index = graph.outgoing_index()
     texts: dict[str, str] = {}
     steps: dict[str, str] = {}
@@ -171,7 +190,8 @@ def iter_tree(graph: LineageGraph, *, color: bool = False) -> Iterator[str]:
                 f"{style.cyan(display_name(edge_step(edge)))}"
                 f" ({display_name(short_type(edge.predicate_type))},"
                 f" {edge_signer(edge, short=True)},"
-                f" {style.dim('attestation ' + _short(edge.attestation))}) {verb}:"
+                f" {style.dim('attestation ' + _short(edge.attestation))})"
+                f" {evaluated if edge.relation == EVALUATED_ON else verb}:"
             )
         return found
 
@@ -290,7 +310,8 @@ def iter_json(graph: LineageGraph, extra: dict[str, object] | None = None) -> It
                 f'    {{\n      "attestation": {encode(edge.attestation)},\n'
                 f'      "buildType": {encode(edge.build_type)},\n      "material": ',
                 f',\n      "predicateType": {encode(edge.predicate_type)},\n      "product": ',
-                f',\n      "signers": {signers},\n      "step": {encode(edge.step)},\n'
+                f',\n      "relation": {encode(edge.relation)},\n'
+                f'      "signers": {signers},\n      "step": {encode(edge.step)},\n'
                 f'      "verified": {encode(edge.verified)}\n    }}',
             )
         return found
@@ -354,14 +375,17 @@ def _dot_quote(text: str) -> str:
 
 
 def iter_dot(graph: LineageGraph) -> Iterator[str]:
-    """Graphviz DOT, edges in the direction data flowed; cycles drawn in red."""
+    """Graphviz DOT, edges in the direction data flowed; cycles drawn in red, evaluations
+    dotted. Labels carry short digests (a 64-hex label makes a picture thousands of pixels
+    wide); the full digest is each node's id and tooltip."""
     in_cycle = {d for cycle in graph.cycles for d in cycle}
     yield 'digraph lineage {\n  rankdir=LR;\n  node [shape=box, fontname="monospace"];\n'
     quoted: dict[str, str] = {}
     for digest, node in sorted(graph.nodes.items()):
         quoted[digest] = _dot_quote(digest)
-        label = f"{node.label}\n{digest}" if node.names else digest
-        attrs = [f"label={_dot_quote(label)}"]
+        short = short_digest(digest)
+        label = f"{node.label}\n{short}" if node.names else short
+        attrs = [f"label={_dot_quote(label)}", f"tooltip={quoted[digest]}"]
         if digest == graph.root:
             attrs.append("penwidth=2")
         if digest in in_cycle:
@@ -370,8 +394,13 @@ def iter_dot(graph: LineageGraph) -> Iterator[str]:
     labels: dict[str, str] = {}
     for edge in graph.edges:
         if edge.attestation not in labels:
-            text = f"{edge_step(edge)}\n{edge_signer(edge, short=True)}"
-            style = "" if edge.verified else ", style=dashed"
+            relation = edge.relation
+            text = f"{edge_step(edge)} ({relation})\n{edge_signer(edge, short=True)}"
+            style = ""
+            if relation == EVALUATED_ON:
+                style = ", style=dotted"
+            elif not edge.verified:
+                style = ", style=dashed"
             labels[edge.attestation] = f" [label={_dot_quote(text)}{style}];\n"
         yield f"  {quoted[edge.material]} -> {quoted[edge.product]}{labels[edge.attestation]}"
     for line in notes(graph):
@@ -392,14 +421,15 @@ def iter_mermaid(graph: LineageGraph) -> Iterator[str]:
     ids = {digest: f"n{i}" for i, digest in enumerate(sorted(graph.nodes))}
     yield "flowchart LR\n"
     for digest, node in sorted(graph.nodes.items()):
-        short = digest.split(":", 1)[0] + ":" + digest.split(":", 1)[-1][:12] + "…"
+        short = short_digest(digest)
         label = _mermaid_text(node.label) + "<br/>" + short if node.names else short
         yield f'  {ids[digest]}["{label}"]\n'
     arrows: dict[str, str] = {}
     for edge in graph.edges:
         if edge.attestation not in arrows:
             sign = "-->" if edge.verified else "-.->"
-            arrows[edge.attestation] = f' {sign}|"{_mermaid_text(edge_step(edge))}"| '
+            text = f"{edge_step(edge)} ({edge.relation})"
+            arrows[edge.attestation] = f' {sign}|"{_mermaid_text(text)}"| '
         yield f"  {ids[edge.material]}{arrows[edge.attestation]}{ids[edge.product]}\n"
     yield f"  style {ids[graph.root]} stroke-width:3px\n"
     for cycle in graph.cycles:

@@ -421,7 +421,7 @@ class Store:
         with self.db.reading() as cur:
             cur.execute(self.db.sql(query), tuple(params))
             found = dict(_stored(row) for row in cur.fetchall())
-            self._fill(cur, found, with_materials=False)
+            self._fill(cur, found, with_materials=True)
         return list(found.values())
 
     def _fill(
