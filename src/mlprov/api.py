@@ -80,7 +80,7 @@ def write_statement(
 
 def _stem(out: Path) -> str:
     name = out.name
-    for suffix in (".intoto.json", ".json"):
+    for suffix in (".intoto.json", ".statement.json", ".json"):
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name

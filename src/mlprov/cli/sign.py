@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 from securesystemslib.signer import Key, Signer
 
-from mlprov.cli._common import echo_json, force_option, json_option
+from mlprov.cli._common import echo_json, force_option, json_option, load_cli_signer
 from mlprov.errors import InputError
 from mlprov.fsio import (
     append_line_atomic,
@@ -21,7 +21,7 @@ from mlprov.fsio import (
 )
 from mlprov.signing.bundle import bundle_bytes, key_bundle
 from mlprov.signing.dsse import MAX_ENVELOPE_BYTES, Envelope
-from mlprov.signing.keys import load_public_key, load_signer
+from mlprov.signing.keys import load_public_key
 from mlprov.signing.sigstore_sign import resolve_identity_token, sign_statement_sigstore
 from mlprov.statement import PAYLOAD_TYPE, Statement
 
@@ -81,7 +81,9 @@ def _key_options(func: F, key_help: str) -> F:
                 help="Public key of a remote (KMS/HSM/Vault) --key, in the same order.",
             ),
             click.option(
-                "--password-env", metavar="VAR", help="Passphrase of encrypted PEM keys is in $VAR."
+                "--password-env",
+                metavar="VAR",
+                help="Passphrase of encrypted PEM keys is in $VAR (else asked on a terminal).",
             ),
         ]
     ):
@@ -102,7 +104,14 @@ def keyless_signing_options(func: F) -> F:
                 help="OIDC token for --sigstore (or @FILE; default: $SIGSTORE_ID_TOKEN, CI,"
                 " browser).",
             ),
-            click.option("--staging", is_flag=True, help="Use Sigstore's staging instance."),
+            click.option(
+                "--staging",
+                "--use-staging",
+                "--use_staging",
+                "staging",
+                is_flag=True,
+                help="Use Sigstore's staging instance (model_signing's --use_staging).",
+            ),
         ]
     ):
         func = option(func)
@@ -118,7 +127,7 @@ def load_signers(
     for uri in uris:
         remote = uri.split(":", 1)[0] in ("gcpkms", "awskms", "azurekms", "hsm", "hv")
         public = publics.pop(0) if remote and publics else None
-        signers.append(load_signer(uri, password_env=password_env, public_key=public))
+        signers.append(load_cli_signer(uri, password_env=password_env, public_key=public))
     if publics:
         raise InputError("more --public-key files than remote --key URIs")
     return signers
