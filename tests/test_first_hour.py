@@ -182,3 +182,31 @@ def test_an_encrypted_key_is_asked_for_on_a_terminal(
     assert signed.code == 0, signed.err
     assert "s3cret" not in signed.out + signed.err
     assert run_cli("verify", "e.intoto.json", "--key", "enc.pub").code == 0
+
+
+def test_attest_shows_progress_while_it_hashes_the_model_and_datasets(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+    from collections.abc import Callable, Iterator
+
+    import mlprov.cli.attest as attest_cli
+    from mlprov.collect.artifacts import DIGEST_PROGRESS
+
+    seen: dict[str, list[int]] = {}
+
+    @contextlib.contextmanager
+    def recording(
+        description: str,
+    ) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+        seen[description] = []
+        yield (lambda total: None), seen[description].append
+
+    monkeypatch.setattr(attest_cli, "byte_progress", recording)
+    made = run_cli(
+        "attest", "train", "--model", "model", "--dataset", "raw=raw.csv", "--no-git",
+        "--no-packages", "--no-manifests", "--out", "t.statement.json",
+    )  # fmt: skip
+    assert made.code == 0, made.err
+    assert sum(seen["hashing model"]) == 100 and sum(seen["hashing raw.csv"]) == 8
+    assert DIGEST_PROGRESS.get() is None  # reset when the command ends

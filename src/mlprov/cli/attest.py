@@ -16,6 +16,7 @@ import click
 from mlprov.api import TrainingRun, evaluation_statement, write_statement
 from mlprov.cli._common import (
     LOCATION,
+    byte_progress,
     check_statement_name,
     display_name,
     echo_json,
@@ -163,8 +164,18 @@ def _common(func: F) -> F:
     return func
 
 
+def _show_progress() -> None:
+    """Show a progress bar on a terminal while models and datasets are hashed (a cold
+    multi-gigabyte model takes seconds); reset when the command's context closes."""
+    from mlprov.collect.artifacts import DIGEST_PROGRESS
+
+    token = DIGEST_PROGRESS.set(byte_progress)
+    click.get_current_context().call_on_close(lambda: DIGEST_PROGRESS.reset(token))
+
+
 def _new_run(build_type: str, opts: dict[str, Any]) -> TrainingRun:
     check_statement_name(opts["out"], signed=bool(opts["sign_keys"]))
+    _show_progress()
     run = TrainingRun(
         step=opts["step"],
         out=opts["out"],
@@ -400,6 +411,7 @@ def attest_eval(ctx: click.Context, /, **opts: Any) -> None:
     from mlprov.fsio import check_writable
 
     check_statement_name(opts["out"], signed=bool(opts["sign_keys"]))
+    _show_progress()
     check_writable(opts["out"], force=opts["force"])
     signers = signers_from(opts["sign_keys"], opts["password_env"])
     statement = evaluation_statement(
