@@ -41,6 +41,15 @@ class Block:
     skip: str | None = None
 
 
+def _until(lines: list[str], i: int, end: str) -> tuple[int, str]:
+    """(index of the closing line, the text before it) from line i on."""
+    body = []
+    while lines[i].strip() != end:
+        body.append(lines[i])
+        i += 1
+    return i, "\n".join(body)
+
+
 def blocks(path: Path) -> list[Block]:
     """The setup and ```sh blocks of a Markdown file, in order."""
     found: list[Block] = []
@@ -52,22 +61,12 @@ def blocks(path: Path) -> list[Block]:
         if match := _SKIP.match(text):
             skip = match.group(1)
         elif text == "<!-- setup":
-            start = i
-            body = []
-            i += 1
-            while lines[i].strip() != "-->":
-                body.append(lines[i])
-                i += 1
-            found.append(Block(start + 1, "\n".join(body)))
+            start, i, body = i, *_until(lines, i + 1, "-->")
+            found.append(Block(start + 1, body))
         elif (match := _FENCE.match(text)) and match.group(1):
-            start = i
-            body = []
-            i += 1
-            while lines[i].strip() != "```":
-                body.append(lines[i])
-                i += 1
+            start, i, body = i, *_until(lines, i + 1, "```")
             if match.group(1) == "sh":
-                found.append(Block(start + 1, "\n".join(body), skip))
+                found.append(Block(start + 1, body, skip))
             skip = None
         elif text:
             skip = None if not text.startswith("<!--") else skip

@@ -83,6 +83,17 @@ cluster_option = click.option(
 )
 
 
+#: Sigstore's staging instance, under model_signing's name too.
+staging_option = click.option(
+    "--staging",
+    "--use-staging",
+    "--use_staging",
+    "staging",
+    is_flag=True,
+    help="Sigstore's staging instance (model_signing's --use_staging).",
+)
+
+
 def echo_json(data: Any) -> None:
     """Print `data` as indented JSON on stdout."""
     click.echo(json.dumps(data, indent=2, sort_keys=True))

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 from securesystemslib.signer import Key, Signer
 
-from mlprov.cli._common import echo_json, force_option, json_option, load_cli_signer
+from mlprov.cli._common import echo_json, force_option, json_option, load_cli_signer, staging_option
 from mlprov.errors import InputError
 from mlprov.fsio import (
     append_line_atomic,
@@ -104,14 +104,7 @@ def keyless_signing_options(func: F) -> F:
                 help="OIDC token for --sigstore (or @FILE; default: $SIGSTORE_ID_TOKEN, CI,"
                 " browser).",
             ),
-            click.option(
-                "--staging",
-                "--use-staging",
-                "--use_staging",
-                "staging",
-                is_flag=True,
-                help="Use Sigstore's staging instance (model_signing's --use_staging).",
-            ),
+            staging_option,
         ]
     ):
         func = option(func)

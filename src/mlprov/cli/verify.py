@@ -16,6 +16,7 @@ from mlprov.cli._common import (
     follow_symlinks_option,
     json_option,
     one_line,
+    staging_option,
     storage_option,
     trust_cache_option,
 )
@@ -84,14 +85,7 @@ def sigstore_options(func: F) -> F:
                 type=click.Path(path_type=Path, dir_okay=False),
                 help="Sigstore trusted root JSON (default: the one pinned in sigstore).",
             ),
-            click.option(
-                "--staging",
-                "--use-staging",
-                "--use_staging",
-                "staging",
-                is_flag=True,
-                help="Trust Sigstore's staging instance (model_signing's --use_staging).",
-            ),
+            staging_option,
         ]
     ):
         func = option(func)

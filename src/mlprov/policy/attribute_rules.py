@@ -272,17 +272,7 @@ def _depth(ast: lark.Tree) -> int:  # type: ignore[type-arg]
 
 def _literal_size(node: lark.Tree) -> int:  # type: ignore[type-arg]
     """Elements of a list or map literal written in the rule, else `UNKNOWN_SIZE`."""
-    while node.data in (
-        "member",
-        "primary",
-        "expr",
-        "conditionalor",
-        "conditionaland",
-        "relation",
-        "addition",
-        "multiplication",
-        "unary",
-    ):
+    while node.data in _WRAPPERS:
         inner = _children(node)
         if len(inner) != 1 or len(node.children) != 1:
             break
