@@ -26,7 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Documents whose shell blocks are runnable sequences (the others are being converted).
-RUNNABLE = ["README.md", "docs/signing.md", "docs/model-signing.md"]
+RUNNABLE = ["README.md", "docs/digest.md", "docs/signing.md", "docs/model-signing.md"]
 #: Longest one document's blocks may take, in seconds.
 DOC_TIME_LIMIT = 120
 
