@@ -20,7 +20,7 @@ mlprov keygen --out "$OUT/owner" --no-password
 
 step "2. Dataset preparation, run and recorded by mlprov run (signed on write)"
 mlprov run --step dataset --products "$OUT/data/train" "$OUT/data/test" \
-  --out "$ATT/dataset.intoto.json" --sign "$OUT/data.key" \
+  --out "$ATT/dataset.intoto.json" --key "$OUT/data.key" \
   -- python pipeline/make_dataset.py --out "$OUT/data" --seed 0
 mlprov digest "$OUT/data" --files
 
@@ -34,13 +34,13 @@ step "4. Conversion to float16, recorded with mlprov attest convert"
 python pipeline/convert.py --model "$OUT/lr-model" --out "$OUT/lr-model-fp16" --dtype float16
 mlprov attest convert --model "$OUT/lr-model-fp16" --base-model "$OUT/lr-model" \
   --param dtype=float16 --entry-point pipeline/convert.py --no-packages \
-  --out "$ATT/convert.intoto.json" --sign "$OUT/trainer.key"
+  --out "$ATT/convert.intoto.json" --key "$OUT/trainer.key"
 
 step "5. Evaluation: an in-toto test-result with metrics and a threshold"
 python pipeline/evaluate.py --model "$OUT/lr-model" --data "$OUT/data/test" --out "$OUT/eval-metrics.json"
 mlprov attest eval --model "$OUT/lr-model" --dataset test="$OUT/data/test" \
   --metrics "$OUT/eval-metrics.json" --threshold 'accuracy>=0.8' \
-  --out "$ATT/eval.intoto.json" --sign "$OUT/trainer.key"
+  --out "$ATT/eval.intoto.json" --key "$OUT/trainer.key"
 mlprov verify "$ATT/eval.intoto.json" --key "$OUT/trainer.pub"
 
 step "6. The training Statement (SLSA Provenance v1; installed packages elided)"

@@ -62,7 +62,7 @@ def by_role(items: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
 
 
 def test_attest_train_records_every_fact(work: Path) -> None:
-    out = work / "train.intoto.json"
+    out = work / "train.statement.json"
     result = run_cli(
         "attest", "train",
         "--model", work / "model",
@@ -304,7 +304,7 @@ def test_attest_convert_and_file_subjects(work: Path) -> None:
 def test_attest_dataset_preparation(work: Path) -> None:
     raw_csv = work / "raw.csv"
     raw_csv.write_text("a,b\n")
-    out = work / "prep.intoto.json"
+    out = work / "prep.statement.json"
     result = run_cli(
         "attest", "dataset", "--dataset", f"curated={work / 'dataset'}",
         "--split", "curated=validation", "--license", "curated=MIT",
@@ -346,7 +346,7 @@ def test_attest_dataset_preparation(work: Path) -> None:
 
 
 def test_attest_eval_test_result(work: Path) -> None:
-    out = work / "eval.intoto.json"
+    out = work / "eval.statement.json"
     result = run_cli(
         "attest", "eval", "--model", work / "model", "--dataset", f"test={work / 'dataset'}",
         "--metrics", work / "metrics.json", "--threshold", "accuracy>=0.9",

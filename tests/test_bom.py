@@ -49,7 +49,7 @@ def test_attest_refuses_an_unknown_license_identifier(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "rows.csv").write_text("1,2\n")
-    out = tmp_path / "dataset.intoto.json"
+    out = tmp_path / "dataset.statement.json"
     common = ("--no-git", "--no-packages", "--no-manifests", "--out", out)
     # The reproduction: accepted before, now one line and exit 2, nothing written.
     bad = run_cli("attest", "dataset", "--dataset", f"train={data}",

@@ -107,7 +107,7 @@ def test_fails_when_an_attestation_is_removed(npm: tuple[Path, Path, Path], step
     [
         ("package_version", "1.2.1", "CREATE pkg:npm/sigstore@1.2.1"),
         ("github_ref", "refs/heads/evil", "DISALLOW *: material " + SOURCE),
-        ("github_repository_id", "1", "GITHUB_REPOSITORY_ID == '1': does not hold"),
+        ("github_repository_id", "1", 'GITHUB_REPOSITORY_ID == \'1\': "495574555" != "1"'),
         ("entry_point", ".github/workflows/x.yml", "configSource.entryPoint =="),
     ],
 )

@@ -172,16 +172,16 @@ def test_run_records_a_product_that_cannot_be_digested(
     script = f"import os, pathlib, socket; {make}; pathlib.Path('ran').write_text('yes')"
     result = run_cli(
         "run", "--step", "train", "--products", "product", "good.bin", "--no-packages",
-        "--no-git", "--out", "run.intoto.json", "--", sys.executable, "-c",
+        "--no-git", "--out", "run.statement.json", "--", sys.executable, "-c",
         script + "; pathlib.Path('good.bin').write_bytes(b'w')",
     )  # fmt: skip
     assert (tmp_path / "ran").exists()
     assert result.code == 2, result
     assert "Traceback" not in result.err
-    assert "mlprov: train failed (exit 2); wrote run.intoto.json [good.bin]" in result.err
+    assert "mlprov: train failed (exit 2); wrote run.statement.json [good.bin]" in result.err
     assert "mlprov: product product could not be digested: " in result.err
-    raw, outcome = _run_outcome(tmp_path / "run.intoto.json")
-    validate_statement(raw, source="run.intoto.json")
+    raw, outcome = _run_outcome(tmp_path / "run.statement.json")
+    validate_statement(raw, source="run.statement.json")
     assert [s["name"] for s in raw["subject"]] == ["good.bin"]
     assert outcome["outcome"] == "failed" and outcome["exitCode"] == 0
     assert [u["path"] for u in outcome["undigested"]] == ["product"]
@@ -203,7 +203,7 @@ def test_run_keeps_a_failed_commands_code_and_lists_every_undigested_product(
         "--out", "o.json", "--json", "--", sys.executable, "-c", script,
     )  # fmt: skip
     assert result.code == 5
-    summary = json.loads(result.err)
+    summary = json.loads(result.out)
     assert summary["exitCode"] == 5 and summary["commandExitCode"] == 5
     assert [u["path"] for u in summary["undigested"]] == ["a", "b"]
     raw, outcome = _run_outcome(tmp_path / "o.json")

@@ -257,7 +257,7 @@ def test_base_model_and_datasets_from_the_hub(hub: Path, tiny_lm: Path, tmp_path
     make_repo(hub, "acme/reviews", {"train.csv": b"a,b\n1,2\n"}, kind="dataset")
     check_layout(hub, "acme/reviews", "dataset")
     out_model = plain_copy(tmp_path, {"adapter.safetensors": TINY_LM["model.safetensors"]})
-    out = tmp_path / "ft.intoto.json"
+    out = tmp_path / "ft.statement.json"
     result = run_cli(
         "attest", "finetune", "--model", out_model, "--base-model", "hf://acme/tiny-lm@main",
         "--dataset", "hf://datasets/acme/reviews@main", "--no-git", "--no-packages",
@@ -314,7 +314,7 @@ def test_training_run_api_takes_hub_references(tiny_lm: Path, tmp_path: Path) ->
 def test_lineage_of_a_hub_reference(tiny_lm: Path, tmp_path: Path) -> None:
     priv, pub = _keys(tmp_path)
     out_model = plain_copy(tmp_path, {"w.safetensors": TINY_LM["model.safetensors"]})
-    out = tmp_path / "ft.intoto.json"
+    out = tmp_path / "ft.statement.json"
     made = run_cli(
         "attest", "finetune", "--model", out_model, "--base-model", "hf://acme/tiny-lm@main",
         "--no-git", "--no-packages", "--sign", priv, "--out", out,
@@ -339,7 +339,7 @@ def test_lineage_of_a_hub_reference(tiny_lm: Path, tmp_path: Path) -> None:
 
 def test_verify_subject_path_on_a_snapshot(tiny_lm: Path, tmp_path: Path) -> None:
     priv, pub = _keys(tmp_path)
-    out = tmp_path / "eval.intoto.json"
+    out = tmp_path / "eval.statement.json"
     metrics = tmp_path / "m.json"
     metrics.write_text('{"accuracy": 0.9}')
     made = run_cli(

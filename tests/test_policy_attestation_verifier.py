@@ -101,7 +101,7 @@ def test_fails_when_a_signature_is_swapped(peer: tuple[Path, Path]) -> None:
         (
             "predicate.result == 'PASSED'",
             "predicate.result == 'FAILED'",
-            "test: predicate.result == 'FAILED': does not hold",
+            'test: predicate.result == \'FAILED\': "PASSED" != "FAILED"',
         ),
         (
             '"CREATE bin/foo"',

@@ -250,7 +250,7 @@ def test_metric_under_threshold(tmp_path: Path, signers: dict[str, CryptoSigner]
     statements["eval"]["predicate"]["metrics"]["accuracy"] = 0.85
     layout, att = write(tmp_path, signers, statements, layout_doc(signers))
     assert failures(layout, att) == [
-        "eval: predicate.metrics.accuracy >= 0.9: does not hold",
+        "eval: predicate.metrics.accuracy >= 0.9: 0.85 < 0.9",  # the values it read
         "eval: threshold 1: 0 distinct functionary(ies) passed, 1 needed",
     ]
     # the bar is a parameter: lowered on the command line, the same evidence passes
@@ -387,7 +387,7 @@ def test_missing_claim_allow_and_warn(tmp_path: Path, signers: dict[str, CryptoS
     result = evaluate(load_layout(layout), collect_claims([att]))
     assert result.passed
     assert [r.reason for s in result.steps for r in s.results if r.status == "warn"] == [
-        "does not hold"
+        "0.93 <= 0.99"
     ]
 
 
@@ -624,3 +624,39 @@ def test_attestations_from_the_store(tmp_path: Path, signers: dict[str, CryptoSi
     failed = run_cli(*args)
     assert failed.code == 1 and "step eval" in failed.out
     assert run_cli("policy", "check", layout, "--from-store").code == 2
+
+
+@pytest.mark.parametrize(
+    ("rule", "reason"),
+    [
+        # the reproduction: the values the rule read, not only "does not hold"
+        ("double(predicate.metrics.accuracy) >= double(0.95)", "0.93 < 0.95"),
+        (
+            "predicate.metrics.accuracy >= 0.95 && predicate.epochs == 3 && predicate.name != 'lr'",
+            "predicate.metrics.accuracy >= 0.95: 0.93 < 0.95; predicate.name != 'lr':"
+            ' "lr" == "lr"',
+        ),
+        ("'gpu' in predicate.tags", '"gpu" not in ["cpu"]'),
+        ("predicate.tags.exists(t, t == 'gpu')", "does not hold"),  # no comparison to show
+    ],
+)
+def test_failing_cel_rule_prints_the_values_it_read(rule: str, reason: str) -> None:
+    from mlprov.policy.attribute_rules import AttributeRule
+    from mlprov.policy.layout import AttributeRuleSpec
+
+    compiled = AttributeRule.compile(AttributeRuleSpec(rule=rule), where="layout.yaml")
+    claim = {
+        "predicate": {"metrics": {"accuracy": 0.93}, "epochs": 3, "name": "lr", "tags": ["cpu"]}
+    }
+    result = compiled.evaluate(claim, where="eval.intoto.json")
+    assert not result.passed and result.reason.startswith(reason), result.reason
+
+
+def test_explaining_a_long_failing_chain_is_bounded() -> None:
+    from mlprov.policy.attribute_rules import AttributeRule
+    from mlprov.policy.layout import AttributeRuleSpec
+
+    rule = " && ".join(f"predicate.v == 'v{i}'" for i in range(200))
+    compiled = AttributeRule.compile(AttributeRuleSpec(rule=rule), where="layout.yaml")
+    reason = compiled.evaluate({"predicate": {"v": "x" * 10_000}}, where="a").reason
+    assert reason.count("!=") == 5 and len(reason) < 1000

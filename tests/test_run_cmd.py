@@ -42,7 +42,7 @@ def inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_run_records_materials_products_and_success(inputs: Path) -> None:
     script = "import pathlib; p = pathlib.Path('out'); p.mkdir(); (p / 'y').write_text('2')"
-    out = inputs / "run.intoto.json"
+    out = inputs / "run.statement.json"
     result = run_cli(
         "run", "--step", "prep", "--materials", "data", "prep.json", "--products", "out",
         "--config", "prep.json", "--param", "k=3", "--no-packages", "--out", out,

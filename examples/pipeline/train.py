@@ -1,7 +1,7 @@
 """Train a logistic regression by gradient descent; optionally record it with mlprov's API.
 
     python train.py --data out/data/train --config train.yaml --model out/model \
-        --record out/train.intoto.json
+        --record out/train.statement.json
 
 With --record, `mlprov.TrainingRun` writes the SLSA provenance Statement when training
 ends (or fails): dataset, config, model, metrics, code and environment; the seed given to

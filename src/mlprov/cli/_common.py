@@ -85,6 +85,17 @@ cluster_option = click.option(
 )
 
 
+#: Sigstore's staging instance, under model_signing's name too.
+staging_option = click.option(
+    "--staging",
+    "--use-staging",
+    "--use_staging",
+    "staging",
+    is_flag=True,
+    help="Sigstore's staging instance (model_signing's --use_staging).",
+)
+
+
 def echo_json(data: Any) -> None:
     """Print `data` as indented JSON on stdout."""
     click.echo(json.dumps(data, indent=2, sort_keys=True))
@@ -169,25 +180,80 @@ def byte_progress(
         yield bar.set_total, bar.advance
 
 
-def sign_options(func: Any) -> Any:
-    """`--sign KEY` (repeatable) and `--password-env VAR`: sign what a command writes."""
-    func = click.option(
-        "--password-env", metavar="VAR", help="Passphrase of encrypted --sign keys is in $VAR."
-    )(func)
-    return click.option(
-        "--sign",
-        "sign_keys",
-        multiple=True,
-        metavar="KEY",
-        help="Sign the Statement on write (DSSE) with this key path or signer URI (repeatable).",
-    )(func)
+def sign_options_named(*names: str) -> Callable[[Any], Any]:
+    """`NAMES KEY` (repeatable) and `--password-env VAR`: sign what a command writes."""
+
+    def apply(func: Any) -> Any:
+        func = click.option(
+            "--password-env",
+            metavar="VAR",
+            help="Passphrase of encrypted signing keys is in $VAR (else asked on a terminal).",
+        )(func)
+        return click.option(
+            *names,
+            "sign_keys",
+            multiple=True,
+            metavar="KEY",
+            help="Sign the Statement on write (DSSE) with this key path or signer URI"
+            " (repeatable).",
+        )(func)
+
+    return apply
+
+
+#: `--key KEY` as `mlprov sign --key` (`--sign` is its old name) and `--password-env VAR`.
+sign_options = sign_options_named("--key", "--sign")
 
 
 def signers_from(keys: tuple[str, ...], password_env: str | None) -> list[Any]:
-    """Signers for `--sign` keys (private PEM paths or securesystemslib signer URIs)."""
-    from mlprov.signing.keys import load_signer
+    """Signers for `--key` keys (private PEM paths or securesystemslib signer URIs)."""
+    return [load_cli_signer(uri, password_env=password_env) for uri in keys]
 
-    return [load_signer(uri, password_env=password_env) for uri in keys]
+
+def stdin_is_terminal() -> bool:
+    """Whether a person can answer a prompt (never in CI, a pipe or a test)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def load_cli_signer(uri: str, *, password_env: str | None, public_key: Any = None) -> Any:
+    """`load_signer`, asking for an encrypted PEM key's passphrase on a terminal when no
+    `--password-env` gives it (as `keygen` asks for one), never echoing it."""
+    from mlprov.errors import InputError
+    from mlprov.fsio import read_input
+    from mlprov.signing.keys import MAX_KEY_BYTES, load_signer, pem_key_path
+
+    password = None
+    path = pem_key_path(uri)
+    if password_env is None and path is not None and stdin_is_terminal():
+        try:
+            encrypted = b"ENCRYPTED" in read_input(path, limit=MAX_KEY_BYTES, what="private key")
+        except InputError:
+            encrypted = False  # load_signer says what is wrong with the path
+        if encrypted:
+            password = click.prompt(
+                f"Passphrase for {path}", hide_input=True, err=True, default="", show_default=False
+            ).encode()
+    return load_signer(uri, password_env=password_env, password=password, public_key=public_key)
+
+
+#: Names that say "a signed DSSE envelope" (in-toto's convention), which an unsigned
+#: Statement must not take: verify, policy check and store add would refuse it.
+ENVELOPE_SUFFIXES = (".intoto.json", ".intoto.jsonl")
+
+
+def check_statement_name(out: Path, *, signed: bool) -> None:
+    """Refuse to write an unsigned Statement under an envelope's name (`X.intoto.json`)."""
+    name = out.name
+    suffix = next((s for s in ENVELOPE_SUFFIXES if name.endswith(s)), None)
+    if signed or suffix is None:
+        return
+    from mlprov.errors import InputError
+
+    stem = name[: -len(suffix)] or "X"
+    raise InputError(
+        f"{out} names a signed envelope ({suffix}) but the Statement is unsigned: "
+        f"name it {stem}.statement.json, or sign it with --key KEY"
+    )
 
 
 #: The one symlink option of every command that reads a tree (the rule: docs/digest.md).

@@ -1,7 +1,8 @@
 """`mlprov attest`: in-toto Statements for finished ML steps (train, dataset, eval, ...).
 
 Each command only parses options and calls `mlprov.api`; the Statement is written
-unsigned, atomically, and never over an existing file without --force.
+atomically, never over an existing file without --force: unsigned as `X.statement.json`,
+or signed with `--key` as a DSSE envelope `X.intoto.json`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import click
 from mlprov.api import TrainingRun, evaluation_statement, write_statement
 from mlprov.cli._common import (
     LOCATION,
+    byte_progress,
+    check_statement_name,
     display_name,
     echo_json,
     follow_symlinks_option,
@@ -35,29 +38,33 @@ EPILOG_TRAIN = """\b
 Examples:
   mlprov attest train --model out/model --dataset train=out/dataset \\
       --config train.yaml --param epochs=20 --metrics out/metrics.json \\
-      --out out/train.intoto.json
+      --out out/train.statement.json
+  mlprov attest train --model out/model --dataset train=out/dataset \\
+      --key release.key --out out/train.intoto.json        # signed (DSSE)
   mlprov attest train --model out/model \\
-      --dataset train=https://example.org/d.tar#sha256=<64 hex> --config c.json --out t.json
+      --dataset train=https://example.org/d.tar#sha256=<64 hex> --config c.json \\
+      --out t.statement.json
 """
 EPILOG_FINETUNE = """\b
 Example:
   mlprov attest finetune --model out/ft --base-model out/model \\
-      --dataset train=out/extra --config ft.yaml --out out/finetune.intoto.json
+      --dataset train=out/extra --config ft.yaml --out out/finetune.statement.json
 """
 EPILOG_DATASET = """\b
 Example:
   mlprov attest dataset --dataset train=out/dataset --input raw=out/raw.csv \\
-      --config prep.yaml --license train=CC-BY-4.0 --out out/dataset.intoto.json
+      --config prep.yaml --license train=CC-BY-4.0 --out out/dataset.statement.json
 """
 EPILOG_CONVERT = """\b
 Example:
   mlprov attest convert --model out/model-int8 --base-model out/model \\
-      --param dtype=int8 --out out/convert.intoto.json
+      --param dtype=int8 --out out/convert.statement.json
 """
 EPILOG_EVAL = """\b
 Examples:
   mlprov attest eval --model out/model --dataset test=out/test \\
-      --metrics out/metrics.json --threshold 'accuracy>=0.9' --out out/eval.intoto.json
+      --metrics out/metrics.json --threshold 'accuracy>=0.9' \\
+      --key release.key --out out/eval.intoto.json
   (exit 1 after writing the Statement when a threshold is not met)
 """
 
@@ -91,7 +98,7 @@ def _common(func: F) -> F:
             "--out",
             type=click.Path(path_type=Path, dir_okay=False),
             required=True,
-            help="Where to write the Statement (JSON).",
+            help="Where to write it: X.statement.json, or X.intoto.json when signed with --key.",
         ),
         click.option("--step", help="Step name recorded (default: the command's)."),
         click.option(
@@ -157,7 +164,18 @@ def _common(func: F) -> F:
     return func
 
 
+def _show_progress() -> None:
+    """Show a progress bar on a terminal while models and datasets are hashed (a cold
+    multi-gigabyte model takes seconds); reset when the command's context closes."""
+    from mlprov.collect.artifacts import DIGEST_PROGRESS
+
+    token = DIGEST_PROGRESS.set(byte_progress)
+    click.get_current_context().call_on_close(lambda: DIGEST_PROGRESS.reset(token))
+
+
 def _new_run(build_type: str, opts: dict[str, Any]) -> TrainingRun:
+    check_statement_name(opts["out"], signed=bool(opts["sign_keys"]))
+    _show_progress()
     run = TrainingRun(
         step=opts["step"],
         out=opts["out"],
@@ -380,7 +398,7 @@ def attest_dataset(**opts: Any) -> None:
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     required=True,
-    help="Where to write the Statement (JSON).",
+    help="Where to write it: X.statement.json, or X.intoto.json when signed with --key.",
 )
 @follow_symlinks_option
 @force_option
@@ -392,6 +410,8 @@ def attest_eval(ctx: click.Context, /, **opts: Any) -> None:
     """Record an evaluation as an in-toto test-result Statement about the model."""
     from mlprov.fsio import check_writable
 
+    check_statement_name(opts["out"], signed=bool(opts["sign_keys"]))
+    _show_progress()
     check_writable(opts["out"], force=opts["force"])
     signers = signers_from(opts["sign_keys"], opts["password_env"])
     statement = evaluation_statement(

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from mlprov.cli._common import echo_json, force_option, json_option, sign_options, signers_from
+from mlprov.cli._common import (
+    echo_json,
+    force_option,
+    json_option,
+    sign_options_named,
+    signers_from,
+)
 from mlprov.cli._store_common import store_option
 from mlprov.cli.verify import identities_from, sigstore_options, trusted_key_options
 from mlprov.errors import InputError
@@ -164,7 +170,7 @@ def signed_statement(
     is_flag=True,
     help="Exit 1 (after writing) when anything is missing or could not be verified.",
 )
-@sign_options
+@sign_options_named("--sign")  # --key names the keys that verify the inputs
 @json_option
 @click.pass_context
 def bom(

@@ -24,6 +24,7 @@ from mlprov.errors import InputError
 EPILOG = """\b
 Examples:
   mlprov digest ./model                       # tree digest (same as OpenSSF model_signing)
+  mlprov digest raw.csv                       # a file: its sha256, as sha256sum prints it
   mlprov digest hf://org/name@main            # a hub snapshot, from the local HF cache
   mlprov digest ./model --json                # manifest and model facts (formats, params, pickle)
   mlprov digest ./model --files               # and every file's digest
@@ -52,13 +53,23 @@ def _read_manifest(path: Path) -> TreeManifest:
 @click.argument("locations", metavar="[PATH|URL|hf://ORG/NAME@REV]...", nargs=-1)
 @click.option(
     "--algorithm",
+    "--hash",
+    "algorithm",
     type=click.Choice(ALGORITHMS),
     default="sha256",
     show_default=True,
     help="Digest of each file.",
 )
 @click.option("--files", "show_files", is_flag=True, help="Also print every file's digest.")
-@click.option("--ignore", multiple=True, metavar="GLOB", help="Skip matching paths (repeatable).")
+@click.option(
+    "--ignore",
+    "--ignore-path",
+    "--ignore-paths",
+    "ignore",
+    multiple=True,
+    metavar="GLOB",
+    help="Skip matching paths (repeatable; model_signing's --ignore-paths).",
+)
 @click.option(
     "--no-default-ignores",
     is_flag=True,
@@ -116,6 +127,10 @@ def digest(
     as_json: bool,
 ) -> None:
     """Print the digest of each file or directory tree PATH, and optionally its manifest.
+
+    A file prints its own digest (what `sha256sum` prints, and what attestations record
+    and `lineage` finds); a tree, its OpenSSF Model Signing digest. `--json` labels both:
+    `identity` and `omsIdentity` (for a lone file, sha256 over its digest).
 
     A hub reference `hf://[datasets/]org/name@REVISION` is read from the local Hugging
     Face cache (HF_HOME / HF_HUB_CACHE), never downloaded.
@@ -187,16 +202,37 @@ def digest(
             [
                 _described(path, manifest, snapshots.get(shown.get(path, "")))
                 if isinstance(path, Path)
-                else json.loads(manifest.to_json())
+                else _labelled(manifest)
                 for path, manifest in zip(paths, manifests, strict=True)
             ]
         )
         return
     for path, manifest in zip(paths, manifests, strict=True):
-        click.echo(f"sha256:{manifest.digest}  {display_name(_shown(path, shown))}")
+        click.echo(f"{_printed_digest(manifest)}  {display_name(_shown(path, shown))}")
         if show_files:
             for entry in manifest.files:
                 click.echo(f"  {manifest.algorithm}:{entry.digest}  {display_name(entry.path)}")
+
+
+def _lone_file(manifest: TreeManifest) -> bool:
+    return len(manifest.files) == 1 and manifest.files[0].path == "."
+
+
+def _printed_digest(manifest: TreeManifest) -> str:
+    """What names PATH: a file's own digest (as `sha256sum` prints it, and as attestations
+    and lineage record a file), a tree's OMS digest."""
+    if _lone_file(manifest) and manifest.method == "files":
+        return f"{manifest.algorithm}:{manifest.files[0].digest}"
+    return f"sha256:{manifest.digest}"
+
+
+def _labelled(manifest: TreeManifest) -> dict[str, Any]:
+    """A manifest as JSON, with `identity` (what attestations record) and `omsIdentity`
+    (the OpenSSF Model Signing digest: for a lone file, sha256 of its digest) apart."""
+    data: dict[str, Any] = json.loads(manifest.to_json())
+    data["identity"] = _printed_digest(manifest)
+    data["omsIdentity"] = f"sha256:{manifest.digest}"
+    return data
 
 
 def _described(path: Path, manifest: TreeManifest, snapshot: Any) -> dict[str, Any]:
@@ -204,7 +240,7 @@ def _described(path: Path, manifest: TreeManifest, snapshot: Any) -> dict[str, A
     reference, the repository and commit it resolved to."""
     from mlprov.collect.model_formats import scan_model
 
-    data: dict[str, Any] = manifest.model_dump(mode="json")
+    data = _labelled(manifest)
     data["modelFacts"] = scan_model(path, manifest).to_annotation()
     if snapshot is not None:
         data["uri"] = snapshot.uri

@@ -64,21 +64,25 @@ def model() -> None:
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
 @single_signer_key_options
 @click.option(
+    "--signature",
     "--out",
+    "out",
     type=click.Path(path_type=Path, dir_okay=False),
     default=Path("model.sig"),
     show_default=True,
-    help="Signature bundle to write.",
+    help="Signature bundle to write (as model_signing's --signature; --out is an alias).",
 )
 @click.option(
+    "--ignore",
     "--ignore-path",
     "--ignore-paths",
     "ignore_paths",
     multiple=True,
     help="Path not to sign: relative to MODEL, or as on model_signing's command line"
-    " (./model/cache). Repeatable.",
+    " (./model/cache). Repeatable (model_signing's --ignore-paths).",
 )
 @click.option(
+    "--algorithm",
     "--hash",
     "algorithm",
     type=click.Choice(["sha256", "blake2b", "blake2", "blake3"]),
@@ -211,6 +215,7 @@ def sign_cmd(
 )
 @sigstore_options
 @click.option(
+    "--ignore",
     "--ignore-path",
     "--ignore-paths",
     "ignore_paths",
@@ -279,6 +284,7 @@ def verify_cmd(
                 "method": serialization.method,
                 "hash_type": serialization.hash_type,
                 "digest": result.actual_digest,
+                "omsIdentity": f"sha256:{result.actual_digest}",
                 **result.diff.model_dump(),
             }
         )
@@ -296,7 +302,7 @@ def verify_cmd(
             click.echo(
                 f"OK: {display_name(model_path)} matches {display_name(signature)}"
                 f" ({len(result.predicate.resources)} {serialization.method},"
-                f" {serialization.hash_type}, sha256:{result.actual_digest})"
+                f" {serialization.hash_type}; OMS identity sha256:{result.actual_digest})"
             )
     if not result.ok:
         d = result.diff

@@ -15,6 +15,7 @@ from mlprov.cli._common import (
     echo_json,
     force_option,
     json_option,
+    load_cli_signer,
     one_line,
     trust_cache_option,
 )
@@ -362,7 +363,7 @@ def check(
     """Evaluate the attestations against LAYOUT; optionally write a signed VSA."""
     from mlprov.policy import collect_claims, evaluate, load_layout
     from mlprov.policy.vsa import default_resource_uri, file_uri, sign_vsa, vsa_statement
-    from mlprov.signing.keys import load_signer, with_rsa_scheme
+    from mlprov.signing.keys import with_rsa_scheme
 
     if require_signed_layout and not layout_keys:
         raise InputError("--require-signed-layout needs the owner keys: give --layout-key PUB")
@@ -387,7 +388,7 @@ def check(
     for output in (vsa_out, junit_path, summary_path):
         if output is not None:
             check_writable(output, force=force)
-    signer = load_signer(vsa_key, password_env=password_env) if vsa_key else None
+    signer = load_cli_signer(vsa_key, password_env=password_env) if vsa_key else None
     if signer is not None and signer.public_key.keytype == "rsa":
         signer = with_rsa_scheme(signer, vsa_scheme or "rsa-pkcs1v15-sha256")
     elif vsa_scheme:
@@ -553,11 +554,13 @@ def lint(
     help="Public key of a step's signer (dataset, train, eval); without STEP, of every step.",
 )
 @click.option(
+    "--min-score",
     "--min-accuracy",
+    "min_score",
     type=FiniteFloatRange(0.0, 1.0),
     default=0.5,
     show_default=True,
-    help="Default threshold, from 0 to 1.",
+    help="Default of the layout's min_score parameter (the eval threshold), from 0 to 1.",
 )
 @click.option("--days", type=click.IntRange(min=1), default=365, show_default=True)
 @click.option(
@@ -578,7 +581,7 @@ def lint(
 def init(
     out_path: Path,
     keys: tuple[str, ...],
-    min_accuracy: float,
+    min_score: float,
     days: int,
     from_paths: tuple[Path, ...],
     subject_path: Path | None,
@@ -610,7 +613,7 @@ def init(
     text = starter_layout(
         keys=chosen,
         expires=expires,
-        min_accuracy=min_accuracy,
+        min_accuracy=min_score,
         base_dir=out_path.parent,
         name=out_path.name,
     )
@@ -695,11 +698,10 @@ def sign(
     from mlprov.policy import LAYOUT_PAYLOAD_TYPE
     from mlprov.policy.loader import MAX_LAYOUT_BYTES, embed_keys
     from mlprov.signing.dsse import sign_envelope
-    from mlprov.signing.keys import load_signer
 
     data = read_input(layout_path, limit=MAX_LAYOUT_BYTES, what="layout")
     data = embed_keys(data, base_dir=layout_path.parent, source=str(layout_path))
-    signers = [load_signer(uri, password_env=password_env) for uri in key_uris]
+    signers = [load_cli_signer(uri, password_env=password_env) for uri in key_uris]
     envelope = sign_envelope(data, signers, payload_type=LAYOUT_PAYLOAD_TYPE)
     write_bytes_atomic(out_path, envelope.to_json() + b"\n", force=force)
     if as_json:

@@ -21,6 +21,7 @@ import click
 from mlprov.api import TrainingRun
 from mlprov.cli._common import (
     LOCATION,
+    check_statement_name,
     follow_symlinks_option,
     force_option,
     sign_options,
@@ -40,8 +41,9 @@ UNDIGESTED_EXIT = 2
 EPILOG = """\b
 Examples:
   mlprov run --step train --materials data/ train.py --products model/ \\
-      --config train.yaml --out train.intoto.json -- python train.py --epochs 20
-  mlprov run --step prep --materials raw.csv --products data/ --out prep.intoto.json \\
+      --config train.yaml --key release.key --out train.intoto.json \\
+      -- python train.py --epochs 20
+  mlprov run --step prep --materials raw.csv --products data/ --out prep.statement.json \\
       -- python prep.py raw.csv data/
 """
 
@@ -99,7 +101,7 @@ class GreedyOption(click.Option):
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     required=True,
-    help="Where to write the Statement (JSON).",
+    help="Where to write it: X.statement.json, or X.intoto.json when signed with --key.",
 )
 @click.option("--builder-id", help="Builder URI (default: from CI variables, else local).")
 @click.option("--source-dir", type=click.Path(path_type=Path), default=Path("."), show_default=True)
@@ -110,7 +112,7 @@ class GreedyOption(click.Option):
 @force_option
 @sign_options
 @storage_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (stdout).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def run(
@@ -134,6 +136,7 @@ def run(
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND (after `--`), recording materials, products, exit code, timing, environment."""
+    check_statement_name(out, signed=bool(sign_keys))
     check_writable(out, force=force)
     recorder = TrainingRun(
         step=step,
@@ -187,7 +190,7 @@ def run(
         "undigested": [u.model_dump() for u in undigested],
     }
     if as_json:
-        click.echo(json.dumps(summary, sort_keys=True), err=True)
+        click.echo(json.dumps(summary, sort_keys=True))
     else:
         state = "failed" if error or exit_code else "succeeded"
         names = ", ".join(s.name or "?" for s in statement.subject)

@@ -23,7 +23,7 @@ EPILOG = """\b
 Examples:
   mlprov schema                                  # list the schema names
   mlprov schema slsa-provenance                  # print one schema
-  mlprov schema statement --validate out/train.intoto.json   # exit 2 at the first error
+  mlprov schema statement --validate out/train.statement.json   # exit 2 at the first error
 """
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from mlprov.cli._common import echo_json, force_option, json_option
+from mlprov.cli._common import echo_json, force_option, json_option, load_cli_signer, staging_option
 from mlprov.errors import InputError
 from mlprov.fsio import (
     append_line_atomic,
@@ -83,7 +83,9 @@ def _key_options(func: F, key_help: str) -> F:
                 help="Public key of a remote (KMS/HSM/Vault) --key, in the same order.",
             ),
             click.option(
-                "--password-env", metavar="VAR", help="Passphrase of encrypted PEM keys is in $VAR."
+                "--password-env",
+                metavar="VAR",
+                help="Passphrase of encrypted PEM keys is in $VAR (else asked on a terminal).",
             ),
         ]
     ):
@@ -104,7 +106,7 @@ def keyless_signing_options(func: F) -> F:
                 help="OIDC token for --sigstore (or @FILE; default: $SIGSTORE_ID_TOKEN, CI,"
                 " browser).",
             ),
-            click.option("--staging", is_flag=True, help="Use Sigstore's staging instance."),
+            staging_option,
         ]
     ):
         func = option(func)
@@ -115,14 +117,14 @@ def load_signers(
     uris: tuple[str, ...], public_keys: tuple[Path, ...], password_env: str | None
 ) -> list[Signer]:
     """Signers for every --key; --public-key files pair with remote (KMS/HSM) keys in order."""
-    from mlprov.signing.keys import load_public_key, load_signer
+    from mlprov.signing.keys import load_public_key
 
     publics: list[Key] = [load_public_key(p) for p in public_keys]
     signers = []
     for uri in uris:
         remote = uri.split(":", 1)[0] in ("gcpkms", "awskms", "azurekms", "hsm", "hv")
         public = publics.pop(0) if remote and publics else None
-        signers.append(load_signer(uri, password_env=password_env, public_key=public))
+        signers.append(load_cli_signer(uri, password_env=password_env, public_key=public))
     if publics:
         raise InputError("more --public-key files than remote --key URIs")
     return signers

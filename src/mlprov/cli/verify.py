@@ -15,6 +15,7 @@ from mlprov.cli._common import (
     follow_symlinks_option,
     json_option,
     one_line,
+    staging_option,
     storage_option,
     trust_cache_option,
 )
@@ -59,17 +60,34 @@ def sigstore_options(func: F) -> F:
     """The --identity/--issuer/--trusted-root/--staging options shared by verify commands."""
     for option in reversed(
         [
-            click.option("--identity", multiple=True, help="Expected signer (certificate SAN)."),
             click.option(
-                "--identity-regexp", multiple=True, help="Expected signer, as a full-match regex."
+                "--identity",
+                "--certificate-identity",
+                "identity",
+                multiple=True,
+                help="Expected signer (certificate SAN; cosign's --certificate-identity).",
             ),
-            click.option("--issuer", help="Expected OIDC issuer of the signer's certificate."),
+            click.option(
+                "--identity-regexp",
+                "--certificate-identity-regexp",
+                "identity_regexp",
+                multiple=True,
+                help="Expected signer, as a full-match regex.",
+            ),
+            click.option(
+                "--issuer",
+                "--certificate-oidc-issuer",
+                "--identity_provider",
+                "issuer",
+                help="Expected OIDC issuer of the signer's certificate (cosign's"
+                " --certificate-oidc-issuer, model_signing's --identity_provider).",
+            ),
             click.option(
                 "--trusted-root",
                 type=click.Path(path_type=Path, dir_okay=False),
                 help="Sigstore trusted root JSON (default: the one pinned in sigstore).",
             ),
-            click.option("--staging", is_flag=True, help="Trust Sigstore's staging instance."),
+            staging_option,
         ]
     ):
         func = option(func)

@@ -12,7 +12,11 @@ walk's rule), and each blob is checked against its name. A remote URL
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,6 +27,13 @@ from mlprov.errors import InputError
 from mlprov.statement import DIGEST_OF, FILE, TREE, ResourceDescriptor
 
 _DIGEST_SPEC = re.compile(r"^(sha256|sha384|sha512|blake3|gitCommit|sha1)[:=]([0-9a-fA-F]+)$")
+
+
+#: (on_total, advance) callbacks for the digest engine, given the path being hashed: set
+#: by a command that shows progress (`mlprov attest` on a terminal); none by default.
+Callbacks = tuple[Callable[[int], None], Callable[[int], None]]
+ProgressFactory = Callable[[str], AbstractContextManager[Callbacks]]
+DIGEST_PROGRESS: ContextVar[ProgressFactory | None] = ContextVar("DIGEST_PROGRESS", default=None)
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,16 @@ def describe_path(
         if not path.exists() and not path.is_symlink():
             raise InputError(f"{path}: no such file or directory")
         snapshot = hub_snapshot(path)
-    manifest = digest_tree(path, cache=cache, follow_symlinks=follow_symlinks)
+    factory = DIGEST_PROGRESS.get()
+    shown = factory(f"hashing {path}") if factory else contextlib.nullcontext((None, None))
+    with shown as (on_total, advance):
+        manifest = digest_tree(
+            path,
+            cache=cache,
+            follow_symlinks=follow_symlinks,
+            progress=advance,
+            on_total=on_total,
+        )
     is_dir = path.is_dir()
     digest = manifest.digest if is_dir else manifest.files[0].digest
     notes: dict[str, Any] = {

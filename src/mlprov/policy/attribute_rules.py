@@ -15,7 +15,9 @@ evaluation may run at most `CEL_TIME_LIMIT` seconds. `policy lint` compiles exac
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -142,9 +144,110 @@ class CelProgram:
 
     def evaluate(self, context: dict[str, Any], *, time_limit: float) -> Any:
         """The expression's value; `_OverTime` once it runs past `time_limit` seconds."""
-        evaluator = _BudgetedEvaluator(self.ast, activation=_new_activation())
-        evaluator.deadline = time.monotonic() + time_limit
-        return evaluator.evaluate(context)
+        return _evaluate_node(self.ast, context, deadline=time.monotonic() + time_limit)
+
+    def explain(self, expression: str, context: dict[str, Any], *, time_limit: float) -> list[str]:
+        """Why a rule that gave false does not hold: the values its comparison's operands
+        had (`0.71 < 0.8` for `double(predicate.m.accuracy) >= double(0.8)`), or for each
+        failing `&&` term that is a comparison, the term and its values.
+
+        The operands are evaluated by the same budgeted evaluator, within `time_limit`
+        seconds in all; past it, what was found so far is returned.
+        """
+        found: list[str] = []
+        with contextlib.suppress(_OverTime):
+            _explain(self.ast, expression, context, time.monotonic() + time_limit, found)
+        return found
+
+
+#: Syntax-tree nodes that only wrap one child (a term without its operator).
+_WRAPPERS = {
+    "expr",
+    "conditionalor",
+    "conditionaland",
+    "relation",
+    "addition",
+    "multiplication",
+    "unary",
+    "member",
+    "primary",
+    "paren_expr",
+}
+#: Each comparison, as the operator that held instead of it.
+_NEGATED = {
+    "relation_lt": ">=",
+    "relation_le": ">",
+    "relation_gt": "<=",
+    "relation_ge": "<",
+    "relation_eq": "!=",
+    "relation_ne": "==",
+    "relation_in": "not in",
+}
+#: Failing terms of one rule explained, and the length of each value shown.
+_MAX_EXPLAINED = 5
+_MAX_VALUE_TEXT = 80
+
+
+def _evaluate_node(node: lark.Tree, context: dict[str, Any], *, deadline: float) -> Any:  # type: ignore[type-arg]
+    evaluator = _BudgetedEvaluator(node, activation=_new_activation())
+    evaluator.deadline = deadline
+    return evaluator.evaluate(context)
+
+
+def _explain(
+    node: lark.Tree,  # type: ignore[type-arg]
+    expression: str,
+    context: dict[str, Any],
+    deadline: float,
+    found: list[str],
+) -> None:
+    while (
+        node.data in _WRAPPERS
+        and len(node.children) == 1
+        and isinstance(node.children[0], lark.Tree)
+    ):
+        node = node.children[0]
+    parts = _children(node)
+    if node.data == "conditionaland" and len(parts) == 2:
+        for term in parts:
+            if len(found) >= _MAX_EXPLAINED:
+                return
+            value = _evaluate_node(term, context, deadline=deadline)
+            if isinstance(value, celtypes.BoolType) and not bool(value):
+                _explain(term, expression, context, deadline, found)
+        return
+    if node.data != "relation" or len(parts) != 2 or parts[0].data not in _NEGATED:
+        return
+    comparison, right = parts
+    left = _evaluate_node(_children(comparison)[0], context, deadline=deadline)
+    value = _evaluate_node(right, context, deadline=deadline)
+    meta = node.meta
+    text = " ".join(expression[meta.start_pos : meta.end_pos].split()) if not meta.empty else ""
+    values = f"{_shown(left)} {_NEGATED[comparison.data]} {_shown(value)}"
+    # The whole rule is printed before its reason already: then the values alone.
+    whole = not text or text == " ".join(expression.split())
+    found.append(values if whole else f"{text}: {values}")
+
+
+def _shown(value: Any) -> str:
+    """A CEL value as a rule would write it, cut to a bounded length."""
+    if isinstance(value, CELEvalError):
+        text = f"<{value.args[0] if value.args else 'error'}>"
+    elif isinstance(value, celtypes.BoolType):
+        text = "true" if value else "false"
+    elif isinstance(value, celtypes.StringType):
+        text = json.dumps(str(value))
+    elif isinstance(value, celtypes.DoubleType):
+        text = repr(float(value))
+    elif isinstance(value, (celtypes.IntType, celtypes.UintType)):
+        text = str(int(value))
+    else:
+        try:
+            text = json.dumps(value, default=str, sort_keys=True)
+        except (TypeError, ValueError, RecursionError):
+            text = type(value).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_VALUE_TEXT else text[: _MAX_VALUE_TEXT - 3] + "..."
 
 
 @functools.cache
@@ -175,17 +278,7 @@ def _depth(ast: lark.Tree) -> int:  # type: ignore[type-arg]
 
 def _literal_size(node: lark.Tree) -> int:  # type: ignore[type-arg]
     """Elements of a list or map literal written in the rule, else `UNKNOWN_SIZE`."""
-    while node.data in (
-        "member",
-        "primary",
-        "expr",
-        "conditionalor",
-        "conditionaland",
-        "relation",
-        "addition",
-        "multiplication",
-        "unary",
-    ):
+    while node.data in _WRAPPERS:
         inner = _children(node)
         if len(inner) != 1 or len(node.children) != 1:
             break
@@ -319,7 +412,8 @@ class AttributeRule:
             return self._failed(f"rule gave {type(value).__name__}, not a bool", where)
         if bool(value):
             return RuleResult(True, "holds", where, rule)
-        return self._failed("does not hold", where)
+        why = self.program.explain(rule, activation(statement), time_limit=CEL_TIME_LIMIT)
+        return self._failed("; ".join(why) if why else "does not hold", where)
 
     def _failed(self, reason: str, where: str) -> RuleResult:
         if self.spec.debug:

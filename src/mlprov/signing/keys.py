@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509 import load_pem_x509_certificate
+from securesystemslib.exceptions import UnsupportedLibraryError
 from securesystemslib.signer import CryptoSigner, Key, Signer, SSlibKey
 
 from mlprov.errors import InputError
@@ -29,6 +30,8 @@ KEY_TYPES: tuple[str, ...] = get_args(KeyType)
 
 #: URI schemes of securesystemslib signers whose key lives elsewhere (KMS, HSM, Vault).
 REMOTE_SCHEMES = ("gcpkms", "awskms", "azurekms", "hsm", "hv")
+#: The mlprov extra that installs each remote scheme's client (securesystemslib's extras).
+SCHEME_EXTRAS = {"awskms": "aws", "gcpkms": "gcp", "azurekms": "azure", "hsm": "hsm", "hv": "vault"}
 #: Upper bound on a key file, so a wrong path to a huge file fails fast.
 MAX_KEY_BYTES = 1 << 20
 
@@ -143,18 +146,33 @@ def load_signer(
     """
     if password is None:
         password = _password_from_env(password_env)
-    scheme, sep, rest = uri.partition(":")
-    if not sep or len(scheme) < 2 or scheme not in (CryptoSigner.SCHEME, *REMOTE_SCHEMES):
-        # A path (also "C:\..." or "./x:y"): a PEM private key on disk.
-        return load_private_key_pem(Path(uri), password=password)
-    if scheme == CryptoSigner.SCHEME:
-        return load_private_key_pem(Path(rest), password=password)
+    path = pem_key_path(uri)
+    if path is not None:
+        return load_private_key_pem(path, password=password)
+    scheme, _, rest = uri.partition(":")
     if public_key is None:
         public_key = _import_remote_public_key(scheme, rest)
     try:
         return Signer.from_priv_key_uri(uri, public_key)
+    except UnsupportedLibraryError:
+        raise _missing_extra(scheme) from None
     except Exception as exc:  # each backend raises its own kinds
         raise InputError(f"cannot load signer {uri}: {exc}") from None
+
+
+def _missing_extra(scheme: str) -> InputError:
+    extra = SCHEME_EXTRAS.get(scheme, scheme)
+    return InputError(f"{scheme}: keys need pip install 'mlprov[{extra}]'")
+
+
+def pem_key_path(uri: str) -> Path | None:
+    """The file of a PEM private key given as a path or `file2:PATH`; None for remote URIs."""
+    scheme, sep, rest = uri.partition(":")
+    if not sep or len(scheme) < 2 or scheme not in (CryptoSigner.SCHEME, *REMOTE_SCHEMES):
+        return Path(uri)  # a path (also "C:\\..." or "./x:y")
+    if scheme == CryptoSigner.SCHEME:
+        return Path(rest)
+    return None
 
 
 def _import_remote_public_key(scheme: str, rest: str) -> Key:
@@ -168,6 +186,8 @@ def _import_remote_public_key(scheme: str, rest: str) -> Key:
             from securesystemslib.signer import AWSSigner
 
             return AWSSigner.import_(rest)[1]
+    except UnsupportedLibraryError:
+        raise _missing_extra(scheme) from None
     except Exception as exc:
         raise InputError(f"cannot fetch the public key of {scheme}:{rest}: {exc}") from None
     raise InputError(
