@@ -120,7 +120,10 @@ def load_private_key_pem(path: Path, *, password: bytes | None = None) -> Crypto
         raise InputError(f"{path} is not encrypted, but a passphrase was given") from None
     except ValueError as exc:
         text = str(exc).lower()
-        if password is not None and ("password" in text or "decrypt" in text):
+        # A wrong passphrase decrypts to garbage: the error may name the password, a bad
+        # decrypt, or only the garbage that could not be parsed.
+        encrypted = b"ENCRYPTED" in data
+        if password is not None and (encrypted or "password" in text or "decrypt" in text):
             raise InputError(f"{path}: wrong passphrase") from None
         raise InputError(f"{path} is not a PEM private key") from None
     except Exception:  # cryptography raises UnsupportedAlgorithm and others for junk
