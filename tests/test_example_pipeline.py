@@ -22,12 +22,12 @@ def test_pipeline_trains_and_records(tmp_path: Path) -> None:
     py("make_dataset.py", "--out", tmp_path / "data", "--seed", "1")
     py(
         "train.py", "--data", tmp_path / "data" / "train", "--config", PIPELINE / "train.yaml",
-        "--model", tmp_path / "model", "--record", tmp_path / "train.intoto.json",
+        "--model", tmp_path / "model", "--record", tmp_path / "train.statement.json",
     )  # fmt: skip
     py("evaluate.py", "--model", tmp_path / "model", "--data", tmp_path / "data" / "test",
        "--out", tmp_path / "m.json")  # fmt: skip
-    raw = json.loads((tmp_path / "train.intoto.json").read_bytes())
-    validate_statement(raw, source="train.intoto.json")
+    raw = json.loads((tmp_path / "train.statement.json").read_bytes())
+    validate_statement(raw, source="train.statement.json")
     model_digest = json.loads(run_cli("digest", tmp_path / "model", "--json").out)[0]["digest"]
     data_digest = json.loads(run_cli("digest", tmp_path / "data" / "train", "--json").out)[0]
     assert without_facts(raw["subject"]) == [

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import mlprov
+from mlprov.errors import InputError
 from mlprov.predicates import step_of
 from mlprov.schemagen import validate_statement
 from mlprov.statement import Statement, check_in_toto_structure
@@ -27,7 +28,7 @@ def read(path: Path) -> dict:  # type: ignore[type-arg]
 def test_context_manager_writes_on_exit(tmp_path: Path) -> None:
     (tmp_path / "data.csv").write_text("1,2\n")
     model = tmp_path / "model"
-    out = tmp_path / "train.intoto.json"
+    out = tmp_path / "train.statement.json"
     with mlprov.TrainingRun(
         step="train", out=out, record_packages=False, source_dir=tmp_path
     ) as run:
@@ -116,7 +117,7 @@ def _git(repo: Path, *args: str) -> None:
 
 
 def test_existing_out_is_refused_before_the_run_body(tmp_path: Path) -> None:
-    out = tmp_path / "train.intoto.json"
+    out = tmp_path / "train.statement.json"
     out.write_text("earlier run\n")
     ran = []
     with (
@@ -140,7 +141,7 @@ def test_seeds_the_script_sets_are_recorded_and_nothing_invented(tmp_path: Path)
 
     (tmp_path / "m").write_text("m")
     original = (random.seed, np.random.seed, np.random.default_rng)
-    out = tmp_path / "t.intoto.json"
+    out = tmp_path / "t.statement.json"
     with mlprov.TrainingRun(out=out, record_packages=False, source_dir=None) as run:
         random.seed(1234)
         np.random.seed(np.int64(7))
@@ -152,7 +153,7 @@ def test_seeds_the_script_sets_are_recorded_and_nothing_invented(tmp_path: Path)
     seeds = read(out)["predicate"]["buildDefinition"]["internalParameters"]["seeds"]
     assert seeds == {"python.random": 1234, "numpy.random": 7, "numpy.default_rng": 42}
     random.seed(5)  # after the run: not recorded anywhere
-    out2 = tmp_path / "t2.intoto.json"
+    out2 = tmp_path / "t2.statement.json"
     with mlprov.TrainingRun(out=out2, record_packages=False, source_dir=None) as run:
         random.seed()  # unseeded
         run.model(tmp_path / "m")
@@ -166,7 +167,7 @@ def test_entry_point_and_argv_are_recorded(tmp_path: Path, monkeypatch: pytest.M
     (tmp_path / "m").write_text("m")
     argv = [str(script), "--epochs", "3", "--hf-token", "hf_abc", "--api-key=xyz"]
     monkeypatch.setattr(sys, "argv", argv)
-    out = tmp_path / "t.intoto.json"
+    out = tmp_path / "t.statement.json"
     with mlprov.TrainingRun(out=out, record_packages=False, source_dir=tmp_path) as run:
         run.model(tmp_path / "m")
     ext = read(out)["predicate"]["buildDefinition"]["externalParameters"]
@@ -183,7 +184,7 @@ def test_entry_point_and_argv_are_recorded(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_metrics_over_time_and_checkpoints(tmp_path: Path) -> None:
-    out = tmp_path / "train.intoto.json"
+    out = tmp_path / "train.statement.json"
     ckpt = tmp_path / "ckpt.pt"
     with mlprov.TrainingRun(out=out, record_packages=False, source_dir=None) as run:
         for epoch in range(3):
@@ -217,7 +218,7 @@ def test_metrics_over_time_and_checkpoints(tmp_path: Path) -> None:
 
 
 def test_failed_run_keeps_its_metrics_log(tmp_path: Path) -> None:
-    out = tmp_path / "t.intoto.json"
+    out = tmp_path / "t.statement.json"
     with (
         pytest.raises(RuntimeError),
         mlprov.TrainingRun(out=out, record_packages=False, source_dir=None) as run,
@@ -263,7 +264,7 @@ def test_own_untracked_outputs_do_not_make_a_clean_tree_dirty(tmp_path: Path) ->
         return next(d for d in deps if d["name"] == "source")
 
     (repo / "out").mkdir()
-    out = repo / "out" / "train.intoto.json"
+    out = repo / "out" / "train.statement.json"
     with mlprov.TrainingRun(out=out, record_packages=False, source_dir=repo) as run:
         run.dataset("train", repo / "data.csv")
         (repo / "model").mkdir()
@@ -274,8 +275,19 @@ def test_own_untracked_outputs_do_not_make_a_clean_tree_dirty(tmp_path: Path) ->
         run.model(repo / "model")
     assert source_of(out)["annotations"]["dirty"] is False
     (repo / "notes.txt").write_text("not an output\n")
-    out2 = repo / "out" / "again.intoto.json"
+    out2 = repo / "out" / "again.statement.json"
     with mlprov.TrainingRun(out=out2, record_packages=False, source_dir=repo) as run:
         run.model(repo / "model", name="model")
     found = source_of(out2)["annotations"]
     assert found["dirty"] is True and found["untrackedFiles"] >= 1
+
+
+def test_unsigned_run_under_an_envelope_name_is_refused_before_it_runs(tmp_path: Path) -> None:
+    """As `attest` and `run` do: an unsigned Statement is `X.statement.json`."""
+    ran: list[bool] = []
+    with (
+        pytest.raises(InputError, match=r"t\.statement\.json, or sign it with signers="),
+        mlprov.TrainingRun(out=tmp_path / "t.intoto.json", record_packages=False),
+    ):
+        ran.append(True)
+    assert not ran and not (tmp_path / "t.intoto.json").exists()

@@ -1,6 +1,6 @@
 """The public Python API: record an ML step as an in-toto Statement from inside the script.
 
-    with mlprov.TrainingRun(step="train", out="train.intoto.json") as run:
+    with mlprov.TrainingRun(step="train", out="train.statement.json") as run:
         run.dataset("train", "data/")
         run.config({"lr": 0.1, "epochs": 20})
         for epoch in range(20):
@@ -54,7 +54,13 @@ from mlprov.predicates.slsa_provenance import (
     build_type_uri,
 )
 from mlprov.predicates.test_result import TestResult, Threshold
-from mlprov.statement import DIGEST_OF, FILE, ResourceDescriptor, Statement
+from mlprov.statement import (
+    DIGEST_OF,
+    FILE,
+    ResourceDescriptor,
+    Statement,
+    check_statement_name,
+)
 
 #: Largest metrics file read.
 MAX_METRICS_BYTES = 16 << 20
@@ -143,9 +149,10 @@ class TrainingRun:
             raise InputError("the step name must not be empty")
         self.out = Path(out) if out is not None else None
         self.force = force
+        self.signers = load_signers(signers, password_env=password_env)
         if self.out is not None:  # before the training runs, not after it
             check_writable(self.out, force=force)
-        self.signers = load_signers(signers, password_env=password_env)
+            check_statement_name(self.out, signed=bool(self.signers), how='signers=["KEY"]')
         self.capture_seeds = capture_seeds
         self.record_host = record_host
         self.record_packages = record_packages

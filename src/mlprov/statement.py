@@ -11,6 +11,7 @@ parse those exact bytes: nothing here re-serialises through protobuf.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -29,6 +30,9 @@ MAX_STATEMENT_BYTES = 64 << 20
 #: `tree` (a directory's OMS tree digest) or `file` (the sha256 of a file's bytes). A
 #: directory is only ever matched to a `tree` descriptor, a file never to one: a file
 #: holding a tree's concatenated raw digests has the tree's digest as its sha256.
+#: Names that say "a signed DSSE envelope" (in-toto's convention), which an unsigned
+#: Statement must not take: verify, policy check and store add would refuse it.
+ENVELOPE_SUFFIXES = (".intoto.json", ".intoto.jsonl")
 DIGEST_OF = "digestOf"
 TREE = "tree"
 FILE = "file"
@@ -62,6 +66,20 @@ class ResourceDescriptor(BaseModel):
     def digest_of(self) -> str | None:
         """`tree` or `file` when the descriptor says what its digest is of, else None."""
         return digest_of(self.annotations)
+
+
+def check_statement_name(out: Path, *, signed: bool, how: str = "--key KEY") -> None:
+    """Refuse to write an unsigned Statement under an envelope's name (`X.intoto.json`);
+    `how` says how to sign it (a CLI option, or the API's `signers=`)."""
+    name = Path(out).name
+    suffix = next((s for s in ENVELOPE_SUFFIXES if name.endswith(s)), None)
+    if signed or suffix is None:
+        return
+    stem = name[: -len(suffix)] or "X"
+    raise InputError(
+        f"{out} names a signed envelope ({suffix}) but the Statement is unsigned: "
+        f"name it {stem}.statement.json, or sign it with {how}"
+    )
 
 
 def digest_of(annotations: object) -> str | None:

@@ -236,24 +236,11 @@ def load_cli_signer(uri: str, *, password_env: str | None, public_key: Any = Non
     return load_signer(uri, password_env=password_env, password=password, public_key=public_key)
 
 
-#: Names that say "a signed DSSE envelope" (in-toto's convention), which an unsigned
-#: Statement must not take: verify, policy check and store add would refuse it.
-ENVELOPE_SUFFIXES = (".intoto.json", ".intoto.jsonl")
-
-
 def check_statement_name(out: Path, *, signed: bool) -> None:
     """Refuse to write an unsigned Statement under an envelope's name (`X.intoto.json`)."""
-    name = out.name
-    suffix = next((s for s in ENVELOPE_SUFFIXES if name.endswith(s)), None)
-    if signed or suffix is None:
-        return
-    from mlprov.errors import InputError
+    from mlprov.statement import check_statement_name as check
 
-    stem = name[: -len(suffix)] or "X"
-    raise InputError(
-        f"{out} names a signed envelope ({suffix}) but the Statement is unsigned: "
-        f"name it {stem}.statement.json, or sign it with --key KEY"
-    )
+    check(out, signed=signed)
 
 
 #: The one symlink option of every command that reads a tree (the rule: docs/digest.md).
