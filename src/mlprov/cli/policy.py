@@ -506,13 +506,11 @@ def lint(
             "the layout binds no subject (no subjects: rule): a released --subject or a VSA"
             " is only checked to be a product of some step; say which step's product may ship"
         )
-    if loaded.envelope is not None and any(
-        spec.publicKeyPath for spec in layout.functionaries.values()
-    ):
-        notes.append(
-            "signed, but functionaries name key files (publicKeyPath) the signature does not"
-            " cover: policy check refuses it; re-sign with `mlprov policy sign`"
-        )
+    from mlprov.policy.checks import KeyBindingRule
+
+    binding = KeyBindingRule(layout, signed=loaded.envelope is not None).evaluate()
+    if binding is not None and not binding.passed:
+        notes.append(f"{binding.reason}: policy check refuses it")
     rules = sum(
         len(s.material_rules) + len(s.product_rules) + sum(len(a) for a in s.attribute_rules)
         for s in loaded.steps

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from mlprov.errors import InputError
-from mlprov.policy.attestations import Artifacts
+from mlprov.policy.attestations import Artifacts, same_digest
 from mlprov.policy.results import RuleResult
 
 ArtifactKind = Literal["materials", "products"]
@@ -217,8 +217,7 @@ class DigestDisallowRule:
         for name in sorted(queue.matching(self.pattern)):
             mine = queue.artifacts[name]
             for other, digest in theirs:
-                common = mine.keys() & digest.keys()
-                if common and all(mine[k].lower() == digest[k].lower() for k in common):
+                if same_digest(mine, digest):
                     hits.append(f"{name} has the digest of {self.dest_kind[:-1]} {other}")
                     break
         if hits:

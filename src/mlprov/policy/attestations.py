@@ -41,6 +41,12 @@ from mlprov.statement import (
 Artifacts = dict[str, dict[str, str]]
 
 
+def same_digest(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Equal on every algorithm both name, and they name at least one in common."""
+    common = a.keys() & b.keys()
+    return bool(common) and all(a[k].lower() == b[k].lower() for k in common)
+
+
 @dataclass
 class Claim:
     """One signed attestation read for evaluation (not yet trusted: signatures unchecked)."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from securesystemslib.signer import Key
 
 from mlprov.errors import MlprovError
-from mlprov.policy.attestations import Artifacts, Claim
+from mlprov.policy.attestations import Artifacts, Claim, same_digest
 from mlprov.policy.functionaries import Functionary
 from mlprov.policy.layout import ExpectedVerification, Layout, SubjectRuleSpec
 from mlprov.policy.results import RuleResult
@@ -186,7 +186,7 @@ class SubjectRule:
         for step in self.spec.productOf:
             for claim in counted.get(step, []):
                 for product, product_digest in claim.products.items():
-                    if not _same_digest(digest, product_digest):
+                    if not same_digest(digest, product_digest):
                         continue
                     kind = claim.product_kinds.get(product)
                     if _kinds_agree(subject.kind, kind):
@@ -209,12 +209,6 @@ def _kinds_agree(subject: str | None, product: str | None) -> bool:
     if subject == "file":
         return product != "tree"
     return True
-
-
-def _same_digest(a: dict[str, str], b: dict[str, str]) -> bool:
-    """Equal on every algorithm both name, and they name at least one in common."""
-    common = a.keys() & b.keys()
-    return bool(common) and all(a[k].lower() == b[k].lower() for k in common)
 
 
 @dataclass(frozen=True)
@@ -277,6 +271,6 @@ class VerificationRule:
         if missing:
             return f"lacks verified level(s) {', '.join(missing)}"
         subjects = [s.get("digest") or {} for s in claim.statement.get("subject") or []]
-        if not any(_same_digest(s, t) for s in subjects for t in targets.values()):
+        if not any(same_digest(s, t) for s in subjects for t in targets.values()):
             return f"its subject is none of the artifacts of {self.spec.appliesTo}"
         return None

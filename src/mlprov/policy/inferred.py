@@ -20,7 +20,7 @@ from typing import Any
 from securesystemslib.signer import Key
 
 from mlprov.errors import InputError
-from mlprov.policy.attestations import Claim
+from mlprov.policy.attestations import Claim, same_digest
 from mlprov.policy.starter import SUCCEEDED
 from mlprov.predicates import SLSA_PROVENANCE_V1, TEST_RESULT_V01
 from mlprov.signing.dsse import key_identity
@@ -40,11 +40,6 @@ class _Step:
     predicate_type: str
     claims: list[Claim] = field(default_factory=list)
     signers: list[str] = field(default_factory=list)
-
-
-def _same(a: dict[str, str], b: dict[str, str]) -> bool:
-    common = a.keys() & b.keys()
-    return bool(common) and all(a[k].lower() == b[k].lower() for k in common)
 
 
 def _keyless_identity(claim: Claim) -> tuple[str, str] | None:
@@ -130,7 +125,7 @@ def _order(steps: dict[str, _Step]) -> list[_Step]:
             return
         for other, digests in produced.items():
             if other != name and any(
-                _same(m, d)
+                same_digest(m, d)
                 for c in steps[name].claims
                 for m in c.materials.values()
                 for d in digests
@@ -153,7 +148,7 @@ def _material_rules(step: _Step, earlier: list[_Step]) -> list[str]:
     for name, digest in sorted({n: d for c in step.claims for n, d in c.materials.items()}.items()):
         for other in earlier:
             products = {n: d for c in other.claims for n, d in c.products.items()}
-            if name in products and _same(digest, products[name]) and _SAFE.match(name):
+            if name in products and same_digest(digest, products[name]) and _SAFE.match(name):
                 rules.append(f"MATCH {name} WITH products FROM {other.name}")
                 if other.name not in sources:
                     sources.append(other.name)
@@ -232,7 +227,7 @@ def layout_from_claims(
     producers = [
         s.name
         for s in steps.values()
-        if any(_same(subject, d) for c in s.claims for d in c.products.values())
+        if any(same_digest(subject, d) for c in s.claims for d in c.products.values())
     ]
     if not producers:
         raise InputError(f"no attestation has {subject_name} as a product: is it the right model?")
