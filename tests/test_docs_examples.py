@@ -8,15 +8,22 @@ earlier one made. A document prepares what its blocks read in a hidden setup blo
     printf 'x,y\\n1,0\\n' > raw.csv
     -->
 
+A document whose examples continue the README's story starts from a finished demo: its
+setup block copies `$MLPROV_DEMO` (examples/ after `bash examples/demo.sh`, run once per
+test session in a temporary copy), just as a reader runs the examples after `make demo`.
+
 A block that needs the network (keyless Sigstore, a KMS, PostgreSQL, a cloud bucket, a
 Dask scheduler) follows `<!-- skip: needs network (Sigstore) -->` and is reported as
-skipped with that reason. Blocks that show output are ```text, not ```sh.
+skipped with that reason. A block that needs a program mlprov does not install follows
+`<!-- needs: dot -->`; it runs where that program is on PATH and is skipped, saying so,
+where it is not. Blocks that show output are ```text, not ```sh.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,13 +32,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Documents whose shell blocks are runnable sequences (the others are being converted).
-RUNNABLE = ["README.md", "docs/digest.md", "docs/signing.md", "docs/model-signing.md"]
+#: Every user-facing document: the README and everything under docs/.
+DOCS = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md"))]
 #: Longest one document's blocks may take, in seconds.
 DOC_TIME_LIMIT = 120
+#: Longest the demo (the starting point of several documents) may take, in seconds.
+DEMO_TIME_LIMIT = 300
 
 _FENCE = re.compile(r"^```(\S*)(.*)$")
 _SKIP = re.compile(r"^<!--\s*skip:\s*(.*?)\s*-->$")
+_NEEDS = re.compile(r"^<!--\s*needs:\s*(\S+)\s*-->$")
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,9 @@ def blocks(path: Path) -> list[Block]:
         text = lines[i].strip()
         if match := _SKIP.match(text):
             skip = match.group(1)
+        elif match := _NEEDS.match(text):
+            tool = match.group(1)
+            skip = None if shutil.which(tool) else f"needs {tool}, which is not installed here"
         elif text == "<!-- setup":
             start, i, body = i, *_until(lines, i + 1, "-->")
             found.append(Block(start + 1, body))
@@ -82,26 +95,73 @@ def _script(doc: str, runnable: list[Block]) -> str:
     return "\n".join(parts) + "\n"
 
 
-@pytest.mark.parametrize("doc", RUNNABLE)
-def test_documented_commands_run_as_written(doc: str, tmp_path: Path) -> None:
-    runnable = [b for b in blocks(ROOT / doc) if b.skip is None]
-    assert runnable, f"{doc} has no runnable ```sh block"
-    work = tmp_path / "work"
-    work.mkdir()
+def _environment(tmp: Path) -> dict[str, str]:
+    """The venv's `mlprov` first on PATH; home, caches and store inside `tmp`."""
     env = dict(os.environ)
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        HOME=str(tmp_path / "home"),
-        XDG_CACHE_HOME=str(tmp_path / "cache"),
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        MLPROV_STORE=str(tmp_path / "store.db"),
+        HOME=str(tmp / "home"),
+        XDG_CACHE_HOME=str(tmp / "cache"),
+        XDG_DATA_HOME=str(tmp / "data"),
+        MLPROV_STORE=str(tmp / "store.db"),
         MLPROV_REPO=str(ROOT),
         HF_HUB_OFFLINE="1",
     )
-    for name in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "CI", "MLPROV_DASK_SCHEDULER"):
+    for name in (
+        "GITHUB_ACTIONS",
+        "GITHUB_STEP_SUMMARY",
+        "CI",
+        "MLPROV_DASK_SCHEDULER",
+        "MLPROV_CACHE_DIR",
+    ):
         env.pop(name, None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def finished_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/ after `bash examples/demo.sh`, in a temporary copy made once per session."""
+    tmp = tmp_path_factory.mktemp("demo")
+    examples = tmp / "examples"
+    shutil.copytree(
+        ROOT / "examples", examples, ignore=shutil.ignore_patterns("out", "__pycache__")
+    )
     done = subprocess.run(
-        ["bash", "-c", _script(doc, runnable)],
+        ["bash", str(examples / "demo.sh")],
+        env=_environment(tmp),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIME_LIMIT,
+        check=False,
+    )
+    assert done.returncode == 0, f"examples/demo.sh failed:\n{(done.stdout + done.stderr)[-3000:]}"
+    return examples
+
+
+def _runnable(doc: str) -> list[Block]:
+    return [b for b in blocks(ROOT / doc) if b.skip is None]
+
+
+#: Documents with at least one ```sh block (the others show no commands to run).
+RUNNABLE = [doc for doc in DOCS if any(True for _ in blocks(ROOT / doc))]
+
+
+@pytest.mark.parametrize("doc", RUNNABLE)
+def test_documented_commands_run_as_written(
+    doc: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    runnable = _runnable(doc)
+    if not runnable:
+        pytest.skip(f"{doc}: every block is skipped (see the skipped-example tests)")
+    script = _script(doc, runnable)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = _environment(tmp_path)
+    if "$MLPROV_DEMO" in script:
+        env["MLPROV_DEMO"] = str(request.getfixturevalue("finished_demo"))
+    done = subprocess.run(
+        ["bash", "-c", script],
         cwd=work,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -115,6 +175,16 @@ def test_documented_commands_run_as_written(doc: str, tmp_path: Path) -> None:
         f"{failed_at[-1] if failed_at else doc} failed (exit {done.returncode}):\n"
         f"{done.stderr[-3000:]}"
     )
+
+
+def test_every_document_is_covered() -> None:
+    """No document is left out: a doc without ```sh blocks shows no shell commands at all."""
+    for doc in DOCS:
+        if doc in RUNNABLE:
+            continue
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        fenced = re.findall(r"^```(bash|shell|console|zsh)\b", text, re.MULTILINE)
+        assert not fenced, f"{doc}: shell examples must be ```sh blocks so they are run"
 
 
 def _skipped() -> list[tuple[str, int, str]]:
@@ -140,4 +210,16 @@ def test_block_parser_reads_setup_skip_and_fences(tmp_path: Path) -> None:
         ("ls a", None),
         ("mlprov sign x --key awskms:k", "needs network (KMS)"),
         ("echo b", None),
+    ]
+
+
+def test_needs_marker_runs_a_block_only_where_its_program_is(tmp_path: Path) -> None:
+    doc = tmp_path / "d.md"
+    doc.write_text(
+        "<!-- needs: sh -->\n```sh\necho has sh\n```\n"
+        "<!-- needs: no-such-program-mlprov -->\n```sh\nno-such-program-mlprov\n```\n"
+    )
+    assert [(b.code, b.skip) for b in blocks(doc)] == [
+        ("echo has sh", None),
+        ("no-such-program-mlprov", "needs no-such-program-mlprov, which is not installed here"),
     ]
