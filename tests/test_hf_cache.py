@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -452,3 +454,19 @@ def test_an_incomplete_snapshot_is_refused(hub: Path, tiny_lm: Path) -> None:
     assert result.code == 2 and result.err.count("\n") == 1
     assert "is incomplete in the Hugging Face cache" in result.err
     assert "hf download acme/tiny-lm --revision main" in result.err
+
+
+def test_the_examples_hub_cache_is_one_huggingface_hub_reads(tmp_path: Path) -> None:
+    """examples/hub_cache.py (what the docs' Hub examples run on) writes a real layout."""
+    script = Path(__file__).resolve().parent.parent / "examples" / "hub_cache.py"
+    cache = tmp_path / "hub"
+    done = subprocess.run(
+        [sys.executable, str(script), "--cache", str(cache)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    check_layout(cache, "acme/tiny-lm")
+    check_layout(cache, "acme/reviews", "dataset")
+    assert Path(done.stdout.strip()) == cache / "models--acme--tiny-lm" / "snapshots" / COMMIT
