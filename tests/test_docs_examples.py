@@ -16,13 +16,17 @@ A block that needs the network (keyless Sigstore, a KMS, PostgreSQL, a cloud buc
 Dask scheduler) follows `<!-- skip: needs network (Sigstore) -->` and is reported as
 skipped with that reason. A block that needs a program mlprov does not install follows
 `<!-- needs: dot -->`; it runs where that program is on PATH and is skipped, saying so,
-where it is not. Blocks that show output are ```text, not ```sh.
+where it is not. A block that shows a refusal follows `<!-- exit: 2 -->`: it runs as a
+`set -e` subshell and must end with that status, and each of its `# mlprov: ...` comment
+lines (the message it documents) must be a line of what it printed. Blocks that show
+output are ```text, not ```sh.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -42,6 +46,7 @@ DEMO_TIME_LIMIT = 300
 _FENCE = re.compile(r"^```(\S*)(.*)$")
 _SKIP = re.compile(r"^<!--\s*skip:\s*(.*?)\s*-->$")
 _NEEDS = re.compile(r"^<!--\s*needs:\s*(\S+)\s*-->$")
+_EXIT = re.compile(r"^<!--\s*exit:\s*(\d+)\s*-->$")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class Block:
     line: int
     code: str
     skip: str | None = None
+    #: The exit status the block must end with (None: it must succeed).
+    exit: int | None = None
 
 
 def _until(lines: list[str], i: int, end: str) -> tuple[int, str]:
@@ -65,6 +72,7 @@ def blocks(path: Path) -> list[Block]:
     found: list[Block] = []
     lines = path.read_text(encoding="utf-8").splitlines()
     skip: str | None = None
+    expect: int | None = None
     i = 0
     while i < len(lines):
         text = lines[i].strip()
@@ -73,25 +81,47 @@ def blocks(path: Path) -> list[Block]:
         elif match := _NEEDS.match(text):
             tool = match.group(1)
             skip = None if shutil.which(tool) else f"needs {tool}, which is not installed here"
+        elif match := _EXIT.match(text):
+            expect = int(match.group(1))
         elif text == "<!-- setup":
             start, i, body = i, *_until(lines, i + 1, "-->")
             found.append(Block(start + 1, body))
         elif (match := _FENCE.match(text)) and match.group(1):
             start, i, body = i, *_until(lines, i + 1, "```")
             if match.group(1) == "sh":
-                found.append(Block(start + 1, body, skip))
-            skip = None
-        elif text:
-            skip = None if not text.startswith("<!--") else skip
+                found.append(Block(start + 1, body, skip, expect))
+            skip, expect = None, None
+        elif text and not text.startswith("<!--"):
+            skip, expect = None, None
         i += 1
     return found
+
+
+def _documented_messages(code: str) -> list[str]:
+    """The `# mlprov: ...` comment lines of a block: messages it says mlprov prints."""
+    lines = (line.strip() for line in code.splitlines())
+    return [line[2:] for line in lines if line.startswith("# mlprov: ")]
 
 
 def _script(doc: str, runnable: list[Block]) -> str:
     parts = ["set -eo pipefail"]
     for block in runnable:
         parts.append(f"echo '>>> {doc}:{block.line}' >&2")
-        parts.append(block.code)
+        if block.exit is None:
+            parts.append(block.code)
+            continue
+        parts += [
+            "printed=$(mktemp) && set +e",
+            f'(\nset -e\n{block.code}\n) >"$printed" 2>&1',
+            'status=$? && set -e && cat "$printed" >&2',
+            f'[ "$status" = {block.exit} ] || '
+            f'{{ echo ">>> expected exit {block.exit}, got $status" >&2; exit 1; }}',
+        ]
+        for said in _documented_messages(block.code):
+            parts.append(
+                f'grep -qxF -- {shlex.quote(said)} "$printed" || '
+                f"{{ echo {shlex.quote('>>> not printed: ' + said)} >&2; exit 1; }}"
+            )
     return "\n".join(parts) + "\n"
 
 
@@ -223,3 +253,24 @@ def test_needs_marker_runs_a_block_only_where_its_program_is(tmp_path: Path) -> 
         ("echo has sh", None),
         ("no-such-program-mlprov", "needs no-such-program-mlprov, which is not installed here"),
     ]
+
+
+def test_exit_marker_requires_that_status(tmp_path: Path) -> None:
+    doc = tmp_path / "d.md"
+    doc.write_text(
+        "<!-- exit: 2 -->\n```sh\necho 'mlprov: error: no'; exit 2\n# mlprov: error: no\n```\n"
+        "<!-- exit: 2 -->\n```sh\ntrue\n```\n"
+        "<!-- exit: 2 -->\n```sh\necho 'mlprov: error: other'; exit 2\n# mlprov: error: no\n```\n"
+    )
+    first, second, third = blocks(doc)
+    assert (first.exit, second.exit, third.exit) == (2, 2, 2)
+    ok = subprocess.run(["bash", "-c", _script("d.md", [first])], capture_output=True, check=False)
+    bad = subprocess.run(
+        ["bash", "-c", _script("d.md", [second])], capture_output=True, text=True, check=False
+    )
+    assert ok.returncode == 0
+    assert bad.returncode == 1 and "expected exit 2, got 0" in bad.stderr
+    other = subprocess.run(
+        ["bash", "-c", _script("d.md", [third])], capture_output=True, text=True, check=False
+    )
+    assert other.returncode == 1 and "not printed: mlprov: error: no" in other.stderr
