@@ -17,8 +17,8 @@ Dask scheduler) follows `<!-- skip: needs network (Sigstore) -->` and is reporte
 skipped with that reason. A block that needs a program mlprov does not install follows
 `<!-- needs: dot -->`; it runs where that program is on PATH and is skipped, saying so,
 where it is not. A block that shows a refusal follows `<!-- exit: 2 -->`: it runs as a
-`set -e` subshell and must end with that status, and each of its `# mlprov: ...` comment
-lines (the message it documents) must be a line of what it printed. Blocks that show
+`set -e` subshell and must end with that status, and each of its `# mlprov: ...` (or
+`# ::error ...`) comment lines, what it documents being printed, must be a line printed. Blocks that show
 output are ```text, not ```sh.
 """
 
@@ -98,9 +98,11 @@ def blocks(path: Path) -> list[Block]:
 
 
 def _documented_messages(code: str) -> list[str]:
-    """The `# mlprov: ...` comment lines of a block: messages it says mlprov prints."""
+    """A block's comment lines that quote what mlprov prints: `# mlprov: ...` messages and
+    `# ::error ...` / `# ::warning ...` GitHub workflow commands."""
     lines = (line.strip() for line in code.splitlines())
-    return [line[2:] for line in lines if line.startswith("# mlprov: ")]
+    quoted = ("# mlprov: ", "# ::error ", "# ::warning ")
+    return [line[2:] for line in lines if line.startswith(quoted)]
 
 
 def _script(doc: str, runnable: list[Block]) -> str:
