@@ -17,8 +17,8 @@ Dask scheduler) follows `<!-- skip: needs network (Sigstore) -->` and is reporte
 skipped with that reason. A block that needs a program mlprov does not install follows
 `<!-- needs: dot -->`; it runs where that program is on PATH and is skipped, saying so,
 where it is not. A block that shows a refusal follows `<!-- exit: 2 -->`: it runs as a
-`set -e` subshell and must end with that status, and each of its `# mlprov: ...` (or
-`# ::error ...`) comment lines, what it documents being printed, must be a line printed. Blocks that show
+`set -e` subshell and must end with that status, and each comment line quoting what it
+prints (`# mlprov: ...`, `# ::error ...`) must be a line it printed. Blocks that show
 output are ```text, not ```sh.
 """
 

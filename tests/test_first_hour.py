@@ -210,3 +210,46 @@ def test_attest_shows_progress_while_it_hashes_the_model_and_datasets(
     assert made.code == 0, made.err
     assert sum(seen["hashing model"]) == 100 and sum(seen["hashing raw.csv"]) == 8
     assert DIGEST_PROGRESS.get() is None  # reset when the command ends
+
+
+def _leaf_commands() -> list[tuple[str, set[str]]]:
+    """Every command of the CLI (lazy ones resolved) with the option names it accepts."""
+    import click
+
+    from mlprov.cli.main import cli
+
+    found: list[tuple[str, set[str]]] = []
+
+    def walk(group: click.Group, ctx: click.Context, path: list[str]) -> None:
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None, name
+            if isinstance(command, click.Group):
+                walk(command, click.Context(command, parent=ctx), [*path, name])
+            else:
+                opts = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+                found.append((" ".join([*path, name]), opts))
+
+    walk(cli, click.Context(cli), [])
+    return found
+
+
+def test_every_command_spells_one_concept_one_way_with_the_peers_aliases() -> None:
+    """A concept has the same name everywhere, and where it is a peer's concept, the
+    peer's spelling works too (cosign's certificate flags, model_signing's staging)."""
+    aliases = {
+        "--staging": {"--use-staging", "--use_staging"},
+        "--identity": {"--certificate-identity"},
+        "--issuer": {"--certificate-oidc-issuer"},
+        "--identity-regexp": {"--certificate-identity-regexp"},
+        "--ignore": {"--ignore-path"},
+        "--algorithm": {"--hash"},
+        "--follow-symlinks": {"--allow-symlinks", "--allow_symlinks"},
+    }
+    commands = _leaf_commands()
+    assert len(commands) > 20
+    for name, opts in commands:
+        for main, peers in aliases.items():
+            if main in opts:
+                assert peers <= opts, f"mlprov {name}: {main} without {sorted(peers - opts)}"
+            assert not (peers & opts) or main in opts, f"mlprov {name}: {peers & opts} not {main}"

@@ -17,6 +17,7 @@ from mlprov.cli._common import (
     json_option,
     load_cli_signer,
     one_line,
+    staging_option,
     trust_cache_option,
 )
 from mlprov.errors import InputError
@@ -312,7 +313,7 @@ def _print_report(result: PolicyResult) -> None:
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Sigstore trusted root for keyless functionaries (offline).",
 )
-@click.option("--staging", is_flag=True, help="Use Sigstore's staging trusted root.")
+@staging_option
 @click.option(
     "--require-signed-layout",
     is_flag=True,
