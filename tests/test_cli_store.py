@@ -401,3 +401,65 @@ def test_fine_tune_chain_through_cli(tmp_path: Path) -> None:
     assert {e["digest"] for e in up["ends"]} == {
         d(x) for x in ("raw", "prep-code", "train-config", "instr", "evalset")
     }
+
+
+def test_export_of_pretty_printed_envelopes_adds_to_another_store_as_is(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """`mlprov sign` writes indented envelopes; the store keeps their exact bytes, so an
+    export spans several lines per attestation. It still adds to another store, every
+    attestation under the same digest, and verifies (store.md: "An export can be added
+    to another store as is")."""
+    key = tmp_path / "team"
+    assert run_cli("keygen", "--out", key, "--no-password").code == 0
+    signed = []
+    for name, statement in pipeline.statements.items():
+        unsigned = tmp_path / f"{name}.statement.json"
+        unsigned.write_bytes(statement.to_bytes())
+        envelope = tmp_path / f"{name}.intoto.json"
+        assert run_cli("sign", unsigned, "--key", f"{key}.key", "--out", envelope).code == 0
+        assert len(envelope.read_bytes().splitlines()) > 1  # pretty-printed
+        signed.append(envelope)
+    added = run_cli("store", "add", *signed, "--key", f"{key}.pub", "--json")
+    assert added.code == 0, added
+    digests = sorted(r["digest"] for r in json.loads(added.out)["results"])
+
+    backup = tmp_path / "backup.intoto.jsonl"
+    assert run_cli("store", "export", "--all", "--out", backup).code == 0
+    copy = tmp_path / "copy.sqlite3"
+    restored = run_cli("store", "add", backup, "--store", copy, "--key", f"{key}.pub", "--json")
+    assert restored.code == 0, restored
+    results = json.loads(restored.out)["results"]
+    assert sorted(r["digest"] for r in results) == digests
+    assert {r["status"] for r in results} == {"added"} and all(r["verified"] for r in results)
+    assert run_cli("verify", backup, "--key", f"{key}.pub").code == 0
+    again = tmp_path / "again.intoto.jsonl"
+    assert run_cli("store", "export", "--all", "--store", copy, "--out", again).code == 0
+    assert again.read_bytes() == backup.read_bytes()  # byte for byte, both ways
+
+
+def test_jsonl_pretty_printed_documents_are_read_exactly(tmp_path: Path) -> None:
+    """A pretty-printed document in a .jsonl ends where its braces close, whatever braces,
+    quotes and backslashes its strings hold; one never closed is its first line alone, and
+    the lines after it are still read."""
+    from mlprov.signing.dsse import sign_envelope
+    from mlprov.signing.files import read_attestations
+
+    signer = new_signer()
+    statement = Pipeline(tmp_path / "p").statements["train"]
+    envelope = json.loads(sign_envelope(statement.to_bytes(), [signer]).to_json())
+    envelope["signatures"][0]["keyid"] = 'odd } ] { [ \\" \\\\ " keyid'
+    pretty = json.dumps(envelope, indent=2).encode()
+    compact = json.dumps(envelope, separators=(",", ":")).encode()
+    path = tmp_path / "mixed.intoto.jsonl"
+    path.write_bytes(compact + b"\n\n" + pretty + b"\n" + compact + b"\n")
+    assert [a.raw for a in read_attestations(path)] == [compact, pretty, compact]
+
+    truncated = tmp_path / "truncated.intoto.jsonl"
+    lines = pretty.splitlines(keepends=True)
+    truncated.write_bytes(b"".join(lines[:-1]) + compact + b"\n")
+    bad: list[tuple[str, str]] = []
+    assert [a.raw for a in read_attestations(truncated, bad_lines=bad)] == [compact]
+    assert bad and bad[0][0] == f"{truncated}:1" and "not valid JSON" in bad[0][1]
+    result = run_cli("verify", truncated, "--key", write_public_key(signer, tmp_path / "k.pub"))
+    assert result.code == 2 and f"{truncated}:1: not valid JSON" in result.err

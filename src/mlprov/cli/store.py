@@ -355,7 +355,8 @@ Examples:
     "out",
     required=True,
     type=click.Path(path_type=Path, dir_okay=False),
-    help="The .intoto.jsonl file to write (one attestation's exact bytes per line).",
+    help="The .intoto.jsonl file to write: each attestation's exact bytes, one per line"
+    " (a pretty-printed one keeps its lines).",
 )
 @click.option("--all", "export_all", is_flag=True, help="Export every stored attestation.")
 @click.option(

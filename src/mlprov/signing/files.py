@@ -7,6 +7,8 @@ is what was signed.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -73,7 +75,8 @@ def _check_bundle_counts(bundle: dict[str, Any], source: str) -> None:
 def read_attestations(
     path: Path, *, bad_lines: list[tuple[str, str]] | None = None
 ) -> list[SignedAttestation]:
-    """Every attestation in a file: one JSON document, or one per line (`.intoto.jsonl`).
+    """Every attestation in a file: one JSON document, or one per line (`.intoto.jsonl`;
+    a pretty-printed one on the lines it spans, as `store export` writes it).
 
     A line that is not an attestation raises InputError, unless `bad_lines` is given:
     then it is appended there as (`path:LINE`, reason) and the other lines are read.
@@ -87,18 +90,71 @@ def read_attestations(
     if not (path.name.endswith(".jsonl") or (len(lines) > 1 and _every_line_is_json(lines))):
         return [parse_attestation(stripped, source=str(path))]
     found = []
-    for number, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, document in _documents(data):
         source = f"{path}:{number}"
         try:
-            found.append(parse_attestation(line.strip(), source=source))
+            found.append(parse_attestation(document, source=source))
         except InputError as exc:
             if bad_lines is None:
                 raise
             reason = str(exc)
             bad_lines.append((source, reason.removeprefix(f"{source}: ")))
     return found
+
+
+#: The bytes that open, close or quote JSON structure (ASCII: never inside a UTF-8 sequence).
+_STRUCTURE = re.compile(rb'[{}\[\]"\\]')
+
+
+def _documents(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """The documents of a `.intoto.jsonl` file, each with the line it starts on: one per
+    line, except a pretty-printed document (a line that is only `{` or `[`, up to the line
+    that closes it), as `store export` writes, byte for byte, an attestation that was
+    stored that way. One that is never closed is its first line alone (malformed, which
+    the caller reports), and reading goes on at the next line."""
+    lines = data.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        start, line = i, lines[i]
+        i += 1
+        if not line.strip():
+            continue
+        if line.strip() in (b"{", b"["):
+            depth, end = 1, i
+            while depth > 0 and end < len(lines):
+                depth = _depth_after(lines[end], depth)
+                end += 1
+            if depth == 0:
+                yield start + 1, b"".join(lines[start:end]).strip()
+                i = end
+                continue
+        yield start + 1, line.strip()
+
+
+def _depth_after(line: bytes, depth: int) -> int:
+    """The nesting depth after one line of a pretty-printed JSON document, from the depth
+    before it; -1 where the line closes more than is open or leaves a string open (no
+    string of pretty-printed JSON spans lines)."""
+    in_string, skip = False, -1
+    for match in _STRUCTURE.finditer(line):
+        at = match.start()
+        if at < skip:
+            continue
+        char = line[at : at + 1]
+        if in_string:
+            if char == b"\\":
+                skip = at + 2  # the escaped character, whatever it is
+            elif char == b'"':
+                in_string = False
+        elif char == b'"':
+            in_string = True
+        elif char in (b"{", b"["):
+            depth += 1
+        elif char in (b"}", b"]"):
+            depth -= 1
+            if depth < 0:
+                return -1
+    return -1 if in_string else depth
 
 
 def _every_line_is_json(lines: list[bytes]) -> bool:
