@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_cli, shared_testdata
+from conftest import run_cli, shared_testdata, time_limit
 from mlprov.digest import digest_tree
 from mlprov.predicates import SLSA_PROVENANCE_V1, TEST_RESULT_V01
 from mlprov.statement import Statement
@@ -403,13 +403,15 @@ def test_fine_tune_chain_through_cli(tmp_path: Path) -> None:
     }
 
 
-def test_export_of_pretty_printed_envelopes_adds_to_another_store_as_is(
-    pipeline: Pipeline, tmp_path: Path
+@pytest.mark.parametrize("layout", ["as mlprov sign writes it", "pretty-printed"])
+def test_export_of_stored_envelopes_adds_to_another_store_as_is(
+    pipeline: Pipeline, tmp_path: Path, layout: str
 ) -> None:
-    """`mlprov sign` writes indented envelopes; the store keeps their exact bytes, so an
-    export spans several lines per attestation. It still adds to another store, every
-    attestation under the same digest, and verifies (store.md: "An export can be added
-    to another store as is")."""
+    """The store keeps an envelope's exact bytes and an export writes them. `mlprov sign`
+    writes one line per envelope, so its export is JSON Lines; an envelope stored
+    pretty-printed (by an earlier mlprov, or another tool) keeps its lines. Either way the
+    export adds to another store, every attestation under the same digest, and verifies
+    (store.md: "An export can be added to another store as is")."""
     key = tmp_path / "team"
     assert run_cli("keygen", "--out", key, "--no-password").code == 0
     signed = []
@@ -418,7 +420,9 @@ def test_export_of_pretty_printed_envelopes_adds_to_another_store_as_is(
         unsigned.write_bytes(statement.to_bytes())
         envelope = tmp_path / f"{name}.intoto.json"
         assert run_cli("sign", unsigned, "--key", f"{key}.key", "--out", envelope).code == 0
-        assert len(envelope.read_bytes().splitlines()) > 1  # pretty-printed
+        assert len(envelope.read_bytes().splitlines()) == 1  # one line, as .intoto.jsonl needs
+        if layout == "pretty-printed":
+            envelope.write_text(json.dumps(json.loads(envelope.read_bytes()), indent=2) + "\n")
         signed.append(envelope)
     added = run_cli("store", "add", *signed, "--key", f"{key}.pub", "--json")
     assert added.code == 0, added
@@ -436,6 +440,8 @@ def test_export_of_pretty_printed_envelopes_adds_to_another_store_as_is(
     again = tmp_path / "again.intoto.jsonl"
     assert run_cli("store", "export", "--all", "--store", copy, "--out", again).code == 0
     assert again.read_bytes() == backup.read_bytes()  # byte for byte, both ways
+    if layout != "pretty-printed":  # strict JSON Lines: what peers' readers take
+        assert all(json.loads(line) for line in backup.read_bytes().splitlines())
 
 
 def test_jsonl_pretty_printed_documents_are_read_exactly(tmp_path: Path) -> None:
@@ -463,3 +469,26 @@ def test_jsonl_pretty_printed_documents_are_read_exactly(tmp_path: Path) -> None
     assert bad and bad[0][0] == f"{truncated}:1" and "not valid JSON" in bad[0][1]
     result = run_cli("verify", truncated, "--key", write_public_key(signer, tmp_path / "k.pub"))
     assert result.code == 2 and f"{truncated}:1: not valid JSON" in result.err
+
+
+def test_jsonl_of_unclosed_braces_is_read_in_linear_time(tmp_path: Path) -> None:
+    """50,000 lines of `{` (a 100 KB file) and indented junk after each: every `{` is one
+    malformed line, the attestation after them still counts, and the gate answers at
+    once. Matching each `{` to the brace that closes it scanned to the end of the file
+    for every line: this file kept `policy check` busy for many minutes."""
+    from mlprov.signing.dsse import sign_envelope
+
+    signer = new_signer()
+    statement = Pipeline(tmp_path / "p").statements["train"]
+    compact = json.dumps(json.loads(sign_envelope(statement.to_bytes(), [signer]).to_json()))
+    hostile = tmp_path / "hostile.intoto.jsonl"
+    hostile.write_text("{\n" * 50_000 + "{\n  junk\n" * 20_000 + compact + "\n")
+    layout = tmp_path / "layout.yaml"
+    key = write_public_key(signer, tmp_path / "k.pub")
+    assert run_cli("policy", "init", "--out", layout, "--key", key).code == 0
+    with time_limit(60):
+        result = run_cli("policy", "check", layout, "--attestations", hostile, "--json")
+    assert result.code == 1, result.err
+    report = json.loads(result.out)
+    assert len(report["attestations"]) == 1
+    assert len(report["skipped"]) == 50_000 + 2 * 20_000

@@ -96,7 +96,7 @@ def write_statement(
         from mlprov.signing.dsse import sign_envelope
 
         envelope = sign_envelope(data, signers)
-        data = json.dumps(envelope.to_dict(), indent=2).encode() + b"\n"
+        data = envelope.to_json() + b"\n"  # one line: an export is then JSON Lines
     write_bytes_atomic(Path(out), data, force=force)
     return data
 

@@ -146,7 +146,7 @@ def signed_statement(
     )
     statement.check_structure()
     envelope = sign_envelope(statement.to_bytes(), signers)
-    return json.dumps(envelope.to_dict(), indent=2).encode() + b"\n"
+    return envelope.to_json() + b"\n"
 
 
 @click.command(epilog=EPILOG)

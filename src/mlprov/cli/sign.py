@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -194,9 +193,7 @@ def sign(
     elif fmt == "jsonl":
         append_line_atomic(out, envelope.to_json())
     else:
-        write_bytes_atomic(
-            out, json.dumps(envelope.to_dict(), indent=2).encode() + b"\n", force=force
-        )
+        write_bytes_atomic(out, envelope.to_json() + b"\n", force=force)
     _report(out, fmt, [s.public_key.keyid for s in signers], as_json)
 
 

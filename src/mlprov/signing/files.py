@@ -7,7 +7,6 @@ is what was signed.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,59 +101,30 @@ def read_attestations(
     return found
 
 
-#: The bytes that open, close or quote JSON structure (ASCII: never inside a UTF-8 sequence).
-_STRUCTURE = re.compile(rb'[{}\[\]"\\]')
-
-
 def _documents(data: bytes) -> Iterator[tuple[int, bytes]]:
     """The documents of a `.intoto.jsonl` file, each with the line it starts on: one per
-    line, except a pretty-printed document (a line that is only `{` or `[`, up to the line
-    that closes it), as `store export` writes, byte for byte, an attestation that was
-    stored that way. One that is never closed is its first line alone (malformed, which
-    the caller reports), and reading goes on at the next line."""
+    line, except a pretty-printed document, as `store export` writes, byte for byte, an
+    attestation that was stored so: a line `{`, then only indented lines, then a line `}`
+    (what every JSON pretty-printer writes: only the outermost braces start a line, and
+    no JSON string holds a line break). A `{` not closed so is a line of its own
+    (malformed, which the caller reports) and reading goes on at the next line, so a
+    stray `{` swallows no attestation after it. Each line is looked at at most twice:
+    reading is linear in the file's size, however many `{` lines it holds."""
     lines = data.splitlines(keepends=True)
     i = 0
     while i < len(lines):
-        start, line = i, lines[i]
-        i += 1
-        if not line.strip():
-            continue
-        if line.strip() in (b"{", b"["):
-            depth, end = 1, i
-            while depth > 0 and end < len(lines):
-                depth = _depth_after(lines[end], depth)
+        line = lines[i].strip()
+        if line == b"{" and lines[i][:1] == b"{":
+            end = i + 1
+            while end < len(lines) and lines[end][:1] in (b" ", b"\t"):
                 end += 1
-            if depth == 0:
-                yield start + 1, b"".join(lines[start:end]).strip()
-                i = end
+            if end < len(lines) and lines[end].rstrip() == b"}":
+                yield i + 1, b"".join(lines[i : end + 1]).strip()
+                i = end + 1
                 continue
-        yield start + 1, line.strip()
-
-
-def _depth_after(line: bytes, depth: int) -> int:
-    """The nesting depth after one line of a pretty-printed JSON document, from the depth
-    before it; -1 where the line closes more than is open or leaves a string open (no
-    string of pretty-printed JSON spans lines)."""
-    in_string, skip = False, -1
-    for match in _STRUCTURE.finditer(line):
-        at = match.start()
-        if at < skip:
-            continue
-        char = line[at : at + 1]
-        if in_string:
-            if char == b"\\":
-                skip = at + 2  # the escaped character, whatever it is
-            elif char == b'"':
-                in_string = False
-        elif char == b'"':
-            in_string = True
-        elif char in (b"{", b"["):
-            depth += 1
-        elif char in (b"}", b"]"):
-            depth -= 1
-            if depth < 0:
-                return -1
-    return -1 if in_string else depth
+        if line:
+            yield i + 1, line
+        i += 1
 
 
 def _every_line_is_json(lines: list[bytes]) -> bool:
