@@ -12,9 +12,13 @@ A document whose examples continue the README's story starts from a finished dem
 setup block copies `$MLPROV_DEMO` (examples/ after `bash examples/demo.sh`, run once per
 test session in a temporary copy), just as a reader runs the examples after `make demo`.
 
-A block that needs the network (keyless Sigstore, a KMS, PostgreSQL, a cloud bucket, a
-Dask scheduler) follows `<!-- skip: needs network (Sigstore) -->` and is reported as
-skipped with that reason. A block that needs a program mlprov does not install follows
+A document that reads `s3://bucket/...` gets a versioned bucket `bucket` on the session's
+local moto S3 server (tests/s3_support.py), holding the objects `EXAMPLE_BUCKET` names,
+with fake credentials and `AWS_ENDPOINT_URL` set as for any S3-compatible store.
+
+A block that needs the network (keyless Sigstore, a KMS, PostgreSQL, another cloud's
+bucket, a remote Dask scheduler) follows `<!-- skip: needs network (Sigstore) -->` and is
+reported as skipped with that reason. A block that needs a program mlprov does not install follows
 `<!-- needs: dot -->`; it runs where that program is on PATH and is skipped, saying so,
 where it is not. A block that shows a refusal follows `<!-- exit: 2 -->`: it runs as a
 `set -e` subshell and must end with that status, and each comment line quoting what it
@@ -42,6 +46,17 @@ DOCS = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "do
 DOC_TIME_LIMIT = 120
 #: Longest the demo (the starting point of several documents) may take, in seconds.
 DEMO_TIME_LIMIT = 300
+
+#: The objects of the documents' example bucket, `s3://bucket/`.
+EXAMPLE_BUCKET = {
+    "datasets/train/part-0.csv": b"x,y\n0,0\n1,1\n",
+    "datasets/train/part-1.csv": b"x,y\n2,0\n3,1\n",
+    "models/v3/model.safetensors": b"weights of model v3",
+    "train/a.csv": b"x,y\n0,1\n",
+    "train/b.csv": b"x,y\n1,0\n",
+    "data/part.csv": b"x,y\n5,1\n",
+    "llm/model.safetensors": bytes(range(256)) * 4096,
+}
 
 _FENCE = re.compile(r"^```(\S*)(.*)$")
 _SKIP = re.compile(r"^<!--\s*skip:\s*(.*?)\s*-->$")
@@ -171,6 +186,27 @@ def finished_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return examples
 
 
+@pytest.fixture(scope="session")
+def example_bucket(s3_endpoint: str) -> dict[str, str]:
+    """`s3://bucket/` on the session's moto server; the environment a document reaches it with."""
+    import boto3
+
+    from s3_support import FAKE_ENV
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name=FAKE_ENV["AWS_DEFAULT_REGION"],
+        aws_access_key_id=FAKE_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+    client.create_bucket(Bucket="bucket")
+    client.put_bucket_versioning(Bucket="bucket", VersioningConfiguration={"Status": "Enabled"})
+    for key, data in EXAMPLE_BUCKET.items():
+        client.put_object(Bucket="bucket", Key=key, Body=data)
+    return {**FAKE_ENV, "AWS_ENDPOINT_URL": s3_endpoint}
+
+
 def _runnable(doc: str) -> list[Block]:
     return [b for b in blocks(ROOT / doc) if b.skip is None]
 
@@ -192,6 +228,12 @@ def test_documented_commands_run_as_written(
     env = _environment(tmp_path)
     if "$MLPROV_DEMO" in script:
         env["MLPROV_DEMO"] = str(request.getfixturevalue("finished_demo"))
+    if "s3://bucket/" in script:
+        from s3_support import UNSET
+
+        for name in UNSET:
+            env.pop(name, None)
+        env.update(request.getfixturevalue("example_bucket"))
     done = subprocess.run(
         ["bash", "-c", script],
         cwd=work,
