@@ -72,3 +72,23 @@ def test_init_from_needs_the_signers_keys_and_the_model(pipeline: Pipeline) -> N
     assert result.code == 2 and "no attestation has" in result.err
     result = run_cli("policy", "init", "--from", p.att, "--out", p.root / "from.yaml")
     assert result.code == 2 and "go together" in result.err
+
+
+def test_step_names_from_attestations_cannot_write_layout_text(pipeline: Pipeline) -> None:
+    """A step name is the signer's text: the trainer re-signs its evaluation under a name
+    that, pasted into the generated YAML, would add its own lines (here: a lower bar).
+    It is refused, naming the attestation; nothing is written."""
+    p = pipeline
+    statement = payload(p.att / "eval.intoto.json")
+    for name in (
+        "eval\nparameters: {eval_accuracy_min: 0.0}\nx",
+        "eval], x: [y",
+        "eval WITH products FROM dataset",
+        "eval\n",  # `$` would let a trailing newline through
+    ):
+        statement["predicate"]["mlprov_step"] = name
+        resign(statement, p.key("trainer"), p.att / "eval.intoto.json")
+        result = _init(p)
+        assert result.code == 2, (name, result)  # type: ignore[attr-defined]
+        assert "eval.intoto.json" in result.err and "step name" in result.err  # type: ignore[attr-defined]
+        assert not (p.root / "from.yaml").exists()

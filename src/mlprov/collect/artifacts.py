@@ -26,7 +26,7 @@ from mlprov.digest import DigestCache, TreeManifest, digest_tree
 from mlprov.errors import InputError
 from mlprov.statement import DIGEST_OF, FILE, TREE, ResourceDescriptor
 
-_DIGEST_SPEC = re.compile(r"^(sha256|sha384|sha512|blake3|gitCommit|sha1)[:=]([0-9a-fA-F]+)$")
+_DIGEST_SPEC = re.compile(r"^(sha256|sha384|sha512|blake3|gitCommit|sha1)[:=]([0-9a-fA-F]+)\Z")
 
 
 #: (on_total, advance) callbacks for the digest engine, given the path being hashed: set

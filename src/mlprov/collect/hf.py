@@ -19,9 +19,9 @@ from mlprov.digest.hub import REPO_DIR
 from mlprov.errors import InputError
 
 #: `hf://[datasets/|spaces/]org/name[@REVISION]`, the form huggingface_hub's HfFileSystem reads.
-_HF_URI = re.compile(r"^hf://(?:(datasets|spaces)/)?([^@\s]+?)(?:@([^\s]+))?$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]{0,254}$")
+_HF_URI = re.compile(r"^hf://(?:(datasets|spaces)/)?([^@\s]+?)(?:@([^\s]+))?\Z")
+_COMMIT = re.compile(r"^[0-9a-f]{40}\Z")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]{0,254}\Z")
 _KINDS = {"": "model", "datasets": "dataset", "spaces": "space"}
 
 

@@ -36,7 +36,7 @@ SCHEDULER_ENV = "MLPROV_DASK_SCHEDULER"
 #: Seconds to wait for a scheduler to answer.
 CONNECT_TIMEOUT = 30
 
-_LOCAL = re.compile(r"^local:(\d+)$")
+_LOCAL = re.compile(r"^local:(\d+)\Z")
 
 
 def cluster_from_env(spec: str | None) -> str | None:

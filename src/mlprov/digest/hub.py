@@ -20,9 +20,9 @@ from mlprov.digest.manifest import TreeManifest
 from mlprov.errors import InputError, VerificationError
 
 #: `models--org--name` (also datasets, spaces): a repository's folder in the hub cache.
-REPO_DIR = re.compile(r"^(models|datasets|spaces)--(.+)$")
-_SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
-_GIT_BLOB_NAME = re.compile(r"^[0-9a-f]{40}$")
+REPO_DIR = re.compile(r"^(models|datasets|spaces)--(.+)\Z")
+_SHA256_NAME = re.compile(r"^[0-9a-f]{64}\Z")
+_GIT_BLOB_NAME = re.compile(r"^[0-9a-f]{40}\Z")
 #: Non-LFS files are small text files; one larger than this is not re-read to check it.
 GIT_BLOB_CHECK_LIMIT = 64 << 20
 

@@ -23,8 +23,8 @@ from mlprov.export.evidence import ArtifactFact, AttestationFact, Evidence, pick
 PREDICATE_TYPE = "https://cyclonedx.org/bom"
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
 SPEC_VERSION = "1.6"
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
-_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+_HEX = re.compile(r"^[0-9a-fA-F]+\Z")
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})\Z")
 #: CycloneDX's name of each digest algorithm mlprov records, with its hex length.
 _ALGORITHMS = {
     "sha256": ("SHA_256", 64),

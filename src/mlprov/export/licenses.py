@@ -14,8 +14,8 @@ from typing import Any
 from mlprov.errors import InputError
 
 #: Custom licenses SPDX allows beside the list: `LicenseRef-x`, `DocumentRef-y:LicenseRef-x`.
-_LICENSE_REF = re.compile(r"^(DocumentRef-[A-Za-z0-9.\-]+:)?LicenseRef-[A-Za-z0-9.\-]+$")
-_SYMBOL = re.compile(r"^[A-Za-z0-9.\-+:]+$")
+_LICENSE_REF = re.compile(r"^(DocumentRef-[A-Za-z0-9.\-]+:)?LicenseRef-[A-Za-z0-9.\-]+\Z")
+_SYMBOL = re.compile(r"^[A-Za-z0-9.\-+:]+\Z")
 #: Far longer than any real expression; bounds the parser's work on hostile input.
 MAX_EXPRESSION = 1000
 

@@ -25,7 +25,9 @@ from mlprov.policy.starter import SUCCEEDED
 from mlprov.predicates import SLSA_PROVENANCE_V1, TEST_RESULT_V01
 from mlprov.signing.dsse import key_identity
 
-_SAFE = re.compile(r"^[A-Za-z0-9_.\-/]+$")
+_SAFE = re.compile(r"^[A-Za-z0-9_.\-/]+\Z")
+#: A step name a layout can refer to (`FROM name`, `productOf: [name]`, parameter names).
+_STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")
 
 
 @dataclass
@@ -104,7 +106,9 @@ def _signer_of(claim: Claim, keys: Sequence[tuple[str, Key]], signers: dict[str,
         if identity_key not in signers:
             taken = {s.name for s in signers.values()}
             name = (
-                label if _SAFE.match(label) and label not in taken else f"signer-{len(taken) + 1}"
+                label
+                if _SAFE.fullmatch(label) and label not in taken
+                else f"signer-{len(taken) + 1}"
             )
             signers[identity_key] = _Signer(name, {"publicKey": public_pem(key).decode()})
         return signers[identity_key].name
@@ -148,7 +152,7 @@ def _material_rules(step: _Step, earlier: list[_Step]) -> list[str]:
     for name, digest in sorted({n: d for c in step.claims for n, d in c.materials.items()}.items()):
         for other in earlier:
             products = {n: d for c in other.claims for n, d in c.products.items()}
-            if name in products and same_digest(digest, products[name]) and _SAFE.match(name):
+            if name in products and same_digest(digest, products[name]) and _SAFE.fullmatch(name):
                 rules.append(f"MATCH {name} WITH products FROM {other.name}")
                 if other.name not in sources:
                     sources.append(other.name)
@@ -163,7 +167,7 @@ def _product_rules(step: _Step) -> list[str]:
     names = sorted({n for c in step.claims for n in c.products})
     if not names:
         return []
-    return [f"CREATE {n}" for n in names if _SAFE.match(n)] + ["DISALLOW *"]
+    return [f"CREATE {n}" for n in names if _SAFE.fullmatch(n)] + ["DISALLOW *"]
 
 
 def _attributes(step: _Step, parameters: dict[str, float]) -> list[str]:
@@ -184,11 +188,12 @@ def _attributes(step: _Step, parameters: dict[str, float]) -> list[str]:
             predicate = claim.statement.get("predicate") or {}
             for check in predicate.get("mlprov_thresholds") or predicate.get("thresholds") or []:
                 metric, op = str(check.get("metric", "")), str(check.get("operator", ""))
-                if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", metric) or op not in {
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", metric) or op not in {
                     ">=", "<=", ">", "<", "==",
                 }:  # fmt: skip
                     continue
-                param = f"{step.name}_{metric}_{'min' if '>' in op else 'max'}".replace("-", "_")
+                stem = re.sub(r"[^A-Za-z0-9_]", "_", step.name)
+                param = f"{stem}_{metric}_{'min' if '>' in op else 'max'}"
                 parameters[param] = float(check.get("value", 0))
                 rule = f"double(predicate.mlprov_metrics.{metric}) {op} double({{{param}}})"
                 if rule not in rules:
@@ -212,6 +217,12 @@ def layout_from_claims(
     for claim in claims:
         if claim.step is None:
             raise InputError(f"{claim.source}: records no step name")
+        if not _STEP_NAME.fullmatch(claim.step):
+            # The signer's text: pasted into rules and YAML, it would write its own.
+            raise InputError(
+                f"{claim.source}: step name {json.dumps(claim.step)} cannot name a layout step"
+                " (letters, digits, '_', '.', '-'; starting with a letter or digit)"
+            )
         step = steps.setdefault(claim.step, _Step(claim.step, claim.predicate_type))
         if step.predicate_type != claim.predicate_type:
             raise InputError(

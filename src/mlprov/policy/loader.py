@@ -23,7 +23,7 @@ from mlprov.yamlio import dump_yaml, load_yaml
 
 #: payloadType of a DSSE envelope whose payload is a layout (YAML or JSON).
 LAYOUT_PAYLOAD_TYPE = "application/vnd.mlprov.layout+yaml"
-_PARAM_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9_-]+\Z")
 MAX_LAYOUT_BYTES = 16 << 20
 
 

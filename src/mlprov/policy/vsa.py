@@ -25,7 +25,7 @@ from mlprov.signing.keys import spki_keyid
 from mlprov.statement import DIGEST_OF, ResourceDescriptor, Statement
 
 #: `scheme:` at the start of an absolute URI (RFC 3986), e.g. `pkg:`, `file:`, `https:`.
-_ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+_ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
 
 
 def file_uri(path: Path | str) -> str:

@@ -184,10 +184,10 @@ def oms_statement(
 # -- structure: mlprov's copy of the OMS v1.0 JSON Schemas' rules -------------------------
 
 _Text = Annotated[StrictStr, Field(min_length=1)]
-_HEX = re.compile(r"^[0-9a-f]+$")
+_HEX = re.compile(r"^[0-9a-f]+\Z")
 #: model_signing names shard digests `<hash>-sharded-<size>` (the spec's schema lists only
 #: the bare hash names); both are accepted when read.
-_SHARDED = re.compile(r"^(sha256|blake2b|blake3)-sharded-[1-9][0-9]*$")
+_SHARDED = re.compile(r"^(sha256|blake2b|blake3)-sharded-[1-9][0-9]*\Z")
 
 
 class _Open(BaseModel):

@@ -32,7 +32,7 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "==": operator.eq,
 }
-_THRESHOLD = re.compile(r"^\s*([A-Za-z0-9_.\-/]+)\s*(>=|<=|==|>|<)\s*(\S+)\s*$")
+_THRESHOLD = re.compile(r"^\s*([A-Za-z0-9_.\-/]+)\s*(>=|<=|==|>|<)\s*(\S+)\s*\Z")
 
 
 class ThresholdResult(BaseModel):

@@ -20,7 +20,7 @@ SLSA_VERSION = "1.0"
 #: The SlsaResult of a failed verification.
 FAILED_LEVEL = "FAILED"
 #: `SLSA_<TRACK>_LEVEL_<n>`: the only shape a level starting with `SLSA_` may have.
-_SLSA_LEVEL = re.compile(r"^SLSA_([A-Z0-9]+)_LEVEL_(\d+)$")
+_SLSA_LEVEL = re.compile(r"^SLSA_([A-Z0-9]+)_LEVEL_(\d+)\Z")
 
 
 def check_verified_levels(levels: list[str]) -> None:

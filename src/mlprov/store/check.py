@@ -70,7 +70,7 @@ def expected_schema() -> tuple[dict[str, set[str]], dict[str, str]]:
     indexes: dict[str, str] = {}
     for migration in MIGRATIONS:
         for statement in migration.statements:
-            created = re.match(r"\s*CREATE TABLE (\w+) \((.*)\)\s*$", statement, re.S)
+            created = re.match(r"\s*CREATE TABLE (\w+) \((.*)\)\s*\Z", statement, re.S)
             if created:
                 lines = [line.strip() for line in created.group(2).splitlines() if line.strip()]
                 tables[created.group(1)] = {

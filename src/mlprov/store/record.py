@@ -21,7 +21,7 @@ from mlprov.statement import ResourceDescriptor
 PREFERRED_ALGORITHMS = ("sha256", "sha512", "sha384", "blake3", "sha3-256", "gitCommit", "sha1")
 #: Digest algorithm names as in-toto spells them, by lower-case name.
 _CANONICAL = {name.lower(): name for name in PREFERRED_ALGORITHMS}
-_HEX = re.compile(r"^[0-9a-f]+$")
+_HEX = re.compile(r"^[0-9a-f]+\Z")
 _BARE_LENGTHS = {64: "sha256", 96: "sha384", 128: "sha512"}
 
 Role = Literal["subject", "material"]
