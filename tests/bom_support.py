@@ -60,9 +60,9 @@ def evaluation(model: dict[str, Any], data: dict[str, Any], accuracy: float) -> 
             "predicate": {
                 "result": "PASSED" if passed else "FAILED",
                 "configuration": [data],
-                "step": "eval",
-                "metrics": {"accuracy": accuracy, "f1": 0.88},
-                "thresholds": [
+                "mlprov_step": "eval",
+                "mlprov_metrics": {"accuracy": accuracy, "f1": 0.88},
+                "mlprov_thresholds": [
                     {
                         "name": "accuracy>=0.8",
                         "metric": "accuracy",

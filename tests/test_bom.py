@@ -351,3 +351,46 @@ def test_both_store_backends(tmp_path: Path, store_url: str) -> None:
     assert bom["metadata"]["component"]["name"] == "tuned-model"
     assert len(bom["externalReferences"]) == len(pipeline.trusted)
     assert err.count("UNVERIFIED (left out)") == len(pipeline.untrusted)
+
+
+@pytest.mark.parametrize("names", ["as attest eval writes them", "as mlprov wrote them before"])
+def test_evaluation_metrics_reach_the_bom_and_the_report(tmp_path: Path, names: str) -> None:
+    """`attest eval` records `mlprov_metrics`/`mlprov_thresholds` (earlier versions:
+    `metrics`/`thresholds`); both reach the BOMs' metrics and the completeness summary,
+    which had said "no verified evaluation of the model records metrics" for the demo."""
+    model, data = tmp_path / "model", tmp_path / "test"
+    for folder, name in ((model, "w.bin"), (data, "rows.csv")):
+        folder.mkdir()
+        (folder / name).write_text(name)
+    (tmp_path / "eval.json").write_text('{"accuracy": 0.93}')
+    assert run_cli("keygen", "--out", tmp_path / "k", "--no-password").code == 0
+    key, pub = tmp_path / "k.key", tmp_path / "k.pub"
+    train = tmp_path / "train.intoto.json"
+    result = run_cli("attest", "train", "--model", model, "--no-git", "--no-packages",
+                     "--key", key, "--out", train)  # fmt: skip
+    assert result.code == 0, result
+    evaluation = tmp_path / "eval.intoto.json"
+    result = run_cli("attest", "eval", "--model", model, "--dataset", f"test={data}",
+                     "--metrics", tmp_path / "eval.json", "--threshold", "accuracy>=0.8",
+                     "--key", key, "--out", evaluation)  # fmt: skip
+    assert result.code == 0, result
+    if names != "as attest eval writes them":
+        envelope = json.loads(evaluation.read_bytes())
+        statement = json.loads(base64.b64decode(envelope["payload"]))
+        for new in ("mlprov_step", "mlprov_metrics", "mlprov_thresholds"):
+            statement["predicate"][new.removeprefix("mlprov_")] = statement["predicate"].pop(new)
+        plain = tmp_path / "old.statement.json"
+        plain.write_text(json.dumps(statement))
+        assert run_cli("sign", plain, "--key", key, "--out", evaluation, "--force").code == 0
+    store = tmp_path / "store.sqlite3"
+    assert run_cli("store", "add", train, evaluation, "--key", pub, "--store", store).code == 0
+    out = tmp_path / "bom.json"
+    result = run_cli("bom", model, "--format", "cyclonedx", "--store", store, "--out", out)
+    assert result.code == 0, result
+    assert "present  evaluation metrics" in result.err, result.err
+    card = json.loads(out.read_bytes())["metadata"]["component"]["modelCard"]
+    metrics = card["quantitativeAnalysis"]["performanceMetrics"]
+    assert [(m["type"], m["value"]) for m in metrics] == [("accuracy", "0.93")]
+    page = tmp_path / "report.html"
+    assert run_cli("report", model, "--store", store, "--html", page).code == 0
+    assert "0.93" in page.read_text() and "&gt;= 0.8" in page.read_text()

@@ -23,6 +23,7 @@ from mlprov.predicates import (
     VSA_V1,
     materials_of,
     step_of,
+    test_result_field,
 )
 from mlprov.statement import ResourceDescriptor, Statement
 from mlprov.store.ingest import AttestationVerifier
@@ -535,6 +536,8 @@ class EvidenceWalker:
                 if artifact.digest:
                     follow.append(artifact.key)
             if fact.kind == "evaluation":
+                metrics = test_result_field(predicate, "mlprov_metrics")
+                checks = test_result_field(predicate, "mlprov_thresholds")
                 # What an evaluation read is the data it was tested on, unless it says
                 # otherwise (a config file, a container).
                 datasets = [
@@ -549,10 +552,10 @@ class EvidenceWalker:
                             model=model,
                             step=fact.step,
                             result=predicate.get("result"),
-                            metrics=dict(predicate.get("metrics") or {}),
-                            thresholds=[
-                                t for t in predicate.get("thresholds") or [] if isinstance(t, dict)
-                            ],
+                            metrics=dict(metrics) if isinstance(metrics, dict) else {},
+                            thresholds=[t for t in checks if isinstance(t, dict)]
+                            if isinstance(checks, list)
+                            else [],
                             datasets=datasets,
                             url=predicate.get("url"),
                         )

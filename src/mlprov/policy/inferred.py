@@ -22,7 +22,7 @@ from securesystemslib.signer import Key
 from mlprov.errors import InputError
 from mlprov.policy.attestations import Claim, same_digest
 from mlprov.policy.starter import SUCCEEDED
-from mlprov.predicates import SLSA_PROVENANCE_V1, TEST_RESULT_V01
+from mlprov.predicates import SLSA_PROVENANCE_V1, TEST_RESULT_V01, test_result_field
 from mlprov.signing.dsse import key_identity
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-/]+\Z")
@@ -186,7 +186,10 @@ def _attributes(step: _Step, parameters: dict[str, float]) -> list[str]:
         rules = ["predicate.result == 'PASSED'"]
         for claim in step.claims:
             predicate = claim.statement.get("predicate") or {}
-            for check in predicate.get("mlprov_thresholds") or predicate.get("thresholds") or []:
+            checks = test_result_field(predicate, "mlprov_thresholds")
+            for check in checks if isinstance(checks, list) else []:
+                if not isinstance(check, dict):
+                    continue
                 metric, op = str(check.get("metric", "")), str(check.get("operator", ""))
                 if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", metric) or op not in {
                     ">=", "<=", ">", "<", "==",

@@ -6,6 +6,7 @@ its step name and its inputs, so the policy engine and the store agree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from mlprov.statement import ResourceDescriptor, Statement
@@ -27,6 +28,15 @@ EXTENSION_FIELDS: dict[str, dict[tuple[str, ...], dict[str, str]]] = {
     },
     SLSA_PROVENANCE_V1: {("runDetails", "metadata"): {"mlprov_outcome": "mlprov"}},
 }
+
+
+def test_result_field(predicate: Mapping[str, Any], name: str) -> Any:
+    """A test-result predicate's mlprov extension `name` (`mlprov_metrics`), read under
+    that name or, in a Statement an earlier mlprov wrote, the one it had (`metrics`)."""
+    if name in predicate:
+        return predicate[name]
+    legacy = EXTENSION_FIELDS[TEST_RESULT_V01][()][name]
+    return predicate.get(legacy)
 
 
 def with_extension_aliases(statement: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +90,7 @@ def step_of(statement: Statement) -> str | None:
     if statement.predicateType == SLSA_PROVENANCE_V1:
         found = predicate.get("buildDefinition", {}).get("externalParameters", {}).get("step")
     elif statement.predicateType == TEST_RESULT_V01:
-        found = predicate.get("mlprov_step", predicate.get("step"))
+        found = test_result_field(predicate, "mlprov_step")
     elif statement.predicateType == LINK_V03:
         found = predicate.get("name")
     return found if isinstance(found, str) and found else None
