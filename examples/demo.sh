@@ -122,3 +122,17 @@ mlprov store add "$OUT/lr-model.cdx.intoto.json" --key "$OUT/gate.pub"
 mlprov lineage "$OUT/lr-model" --up --format svg --out "$OUT/lineage.svg"
 mlprov report "$OUT/lr-model" --html "$OUT/report.html"
 echo "open $OUT/report.html in a browser (it fetches nothing); BOMs: $OUT/lr-model.cdx.json, $OUT/lr-model.spdx.json"
+
+step "12. A model from the Hugging Face cache, offline: its facts, and an OMS signature both tools accept"
+export HF_HOME="$PWD/$OUT/hf" HF_HUB_OFFLINE=1   # a tiny cache of our own, not yours
+SNAP=$(python hub_cache.py)
+mlprov digest hf://acme/tiny-lm@main --json | python -c '
+import json, sys
+manifest = json.load(sys.stdin)[0]
+facts = manifest["modelFacts"]
+print(manifest["uri"], manifest["identity"])
+print("  formats:", facts["formats"], "parameters:", facts["parameterCount"], "pickles:", facts["pickleFiles"])'
+mlprov model sign "$SNAP" --key "$OUT/trainer.key" --signature "$OUT/tiny-lm.sig"
+if command -v model_signing >/dev/null; then
+  model_signing verify key "$SNAP" --signature "$OUT/tiny-lm.sig" --public_key "$OUT/trainer.pub" --allow_symlinks
+fi
