@@ -17,7 +17,7 @@ from securesystemslib.signer import Key
 
 from mlprov.errors import MlprovError
 from mlprov.policy.attestations import Artifacts, Claim, same_digest
-from mlprov.policy.functionaries import Functionary
+from mlprov.policy.functionaries import Functionary, distinct_signers
 from mlprov.policy.layout import ExpectedVerification, Layout, SubjectRuleSpec
 from mlprov.policy.results import RuleResult
 from mlprov.predicates import VSA_V1
@@ -123,14 +123,23 @@ class ThresholdRule:
     predicate_type: str
     threshold: int
 
-    def evaluate(self, accepted: dict[str, list[str]], *, authentic: int) -> RuleResult:
-        """`accepted`: functionary identity -> names, of those whose claims passed every rule."""
+    def evaluate(
+        self,
+        accepted: dict[str, list[str]],
+        *,
+        signers: dict[str, set[str]],
+        authentic: int,
+    ) -> RuleResult:
+        """`accepted`: functionary identity -> names, of those whose claims passed every
+        rule; `signers`: functionary identity -> who of it signed (one signer that two
+        functionaries' identities both match counts once)."""
         rule = f"threshold {self.threshold}"
         names = sorted(n for group in accepted.values() for n in group)
-        if len(accepted) >= self.threshold:
+        count = distinct_signers(signers)
+        if count >= self.threshold:
             return RuleResult(
                 True,
-                f"{len(accepted)} functionary(ies) vouch: {', '.join(names)}",
+                f"{count} functionary(ies) vouch: {', '.join(names)}",
                 f"{self.step} {self.predicate_type}",
                 rule,
             )
@@ -138,11 +147,18 @@ class ThresholdRule:
             why = f"no attestation of type {self.predicate_type} signed by a functionary"
         else:
             why = (
-                f"{len(accepted)} distinct functionary(ies) passed"
+                f"{count} distinct functionary(ies) passed"
                 + (f" ({', '.join(names)})" if names else "")
+                + _shared_signer_note(len(accepted), count)
                 + f", {self.threshold} needed"
             )
         return RuleResult(False, why, f"step {self.step}", rule)
+
+
+def _shared_signer_note(functionaries: int, signers: int) -> str:
+    if signers >= functionaries:
+        return ""
+    return f" ({functionaries} functionaries matched, but only {signers} distinct signer(s))"
 
 
 @dataclass(frozen=True)
@@ -227,7 +243,8 @@ class VerificationRule:
         """Returns the result and the VSAs that satisfied it (for dependencyLevels)."""
         spec = self.spec
         rule = f"VSA {spec.name} from {spec.verifierId}"
-        signers: dict[str, list[str]] = {}
+        names: dict[str, list[str]] = {}
+        signers: dict[str, set[str]] = {}
         used: list[Claim] = []
         reasons: list[str] = []
         for claim in claims:
@@ -237,19 +254,25 @@ class VerificationRule:
             if why:
                 reasons.append(f"{claim.source}: {why}")
                 continue
-            who = [f for f in functionaries if f.signed(claim.attestation)]
+            who = [(f, f.signer(claim.attestation)) for f in functionaries]
+            who = [(f, s) for f, s in who if s is not None]
             if not who:
                 reasons.append(f"{claim.source}: not signed by {', '.join(spec.functionaries)}")
                 continue
             used.append(claim)
-            for f in who:
-                signers.setdefault(f.identity, []).append(f.name)
-        if len(signers) >= spec.threshold:
-            names = sorted({n for group in signers.values() for n in group})
+            for f, signer in who:
+                names.setdefault(f.identity, []).append(f.name)
+                signers.setdefault(f.identity, set()).add(str(signer))
+        count = distinct_signers(signers)
+        if count >= spec.threshold:
+            shown = sorted({n for group in names.values() for n in group})
             return RuleResult(
-                True, f"PASSED, signed by {', '.join(names)}", spec.appliesTo, rule
+                True, f"PASSED, signed by {', '.join(shown)}", spec.appliesTo, rule
             ), used
-        reason = f"{len(signers)} of {spec.threshold} required signer(s) left a matching VSA"
+        reason = (
+            f"{count} of {spec.threshold} required signer(s) left a matching VSA"
+            + _shared_signer_note(len(signers), count)
+        )
         if reasons:
             reason += ": " + "; ".join(reasons[:3])
         return RuleResult(False, reason, spec.appliesTo, rule), used

@@ -102,12 +102,22 @@ def _dedupe(functionaries: Sequence[Functionary]) -> dict[str, list[Functionary]
 
 
 @dataclass
+class _Signed:
+    """What one functionary (all its names in the layout) signed for an expected predicate."""
+
+    names: list[str]
+    claims: list[Claim] = field(default_factory=list)
+    #: who of it signed them (`Functionary.signer`), so one signer counts once
+    signers: set[str] = field(default_factory=set)
+
+
+@dataclass
 class _StepEvaluation:
     """Working state of one step: which claims which functionaries signed."""
 
     compiled: CompiledStep
-    #: per expected predicate: identity -> (names, claims signed by that identity)
-    signed: list[dict[str, tuple[list[str], list[Claim]]]] = field(default_factory=list)
+    #: per expected predicate: functionary identity -> what it signed
+    signed: list[dict[str, _Signed]] = field(default_factory=list)
     ignored: list[RuleResult] = field(default_factory=list)
     trusted: list[Claim] = field(default_factory=list)
 
@@ -122,14 +132,16 @@ def _authenticate(loaded: LoadedLayout, claims: Sequence[Claim]) -> dict[str, _S
             groups = _dedupe(
                 [loaded.functionaries[n] for n in dict.fromkeys(expected.functionaries)]
             )
-            signed: dict[str, tuple[list[str], list[Claim]]] = {}
+            signed: dict[str, _Signed] = {}
             for claim in step_claims:
                 if claim.predicate_type != expected.predicateType:
                     continue
                 for identity, group in groups.items():
-                    if group[0].signed(claim.attestation):
-                        _, found = signed.setdefault(identity, ([f.name for f in group], []))
-                        found.append(claim)
+                    who = group[0].signer(claim.attestation)
+                    if who is not None:
+                        found = signed.setdefault(identity, _Signed([f.name for f in group]))
+                        found.claims.append(claim)
+                        found.signers.add(who)
                         counted.add(id(claim))
             state.signed.append(signed)
         for claim in step_claims:
@@ -283,21 +295,25 @@ def evaluate(
             )
             continue
         for index, expected in enumerate(step.expectedPredicates):
-            accepted: dict[str, list[str]] = {}
+            accepted: dict[str, _Signed] = {}
             accepted_claims: list[Claim] = []
             pending: list[RuleResult] = []
-            for identity, (names, signed_claims) in state.signed[index].items():
+            for identity, signed in state.signed[index].items():
                 results = [
                     r
-                    for claim in signed_claims
+                    for claim in signed.claims
                     for r in _check_claim(state, claim, index, destinations)
                 ]
                 pending.extend(results)
                 if all(r.passed for r in results):
-                    accepted[identity] = names
-                    accepted_claims.extend(signed_claims)
+                    accepted[identity] = signed
+                    accepted_claims.extend(signed.claims)
             threshold = ThresholdRule(step.name, expected.predicateType, expected.threshold)
-            verdict = threshold.evaluate(accepted, authentic=len(state.signed[index]))
+            verdict = threshold.evaluate(
+                {i: a.names for i, a in accepted.items()},
+                signers={i: a.signers for i, a in accepted.items()},
+                authentic=len(state.signed[index]),
+            )
             if verdict.passed:
                 pending = [_downgrade(r) for r in pending]
             report.results.extend(pending)
