@@ -68,3 +68,60 @@ def test_distinct_signers_gives_each_functionary_a_signer_of_its_own() -> None:
     # One regex functionary matching two identities is still one functionary.
     assert distinct_signers({"regex": {"s1", "s2"}}) == 1
     assert distinct_signers({}) == 0
+
+
+def _keygen(root: Path, name: str) -> str:
+    result = run_cli("keygen", "--out", root / name, "--no-password", "--json")
+    assert result.code == 0, result
+    return str(json.loads(result.out)["keyid"])
+
+
+def _signed(root: Path, key: Path, name: str, *, keyid: str | None = None) -> Path:
+    """A Statement signed with `key`; with `keyid`, its signature's (unsigned) keyid hint
+    names another key, as an attacker may write it."""
+    statement = root / f"{name}.json"
+    statement.write_text(
+        json.dumps(
+            {
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"name": name, "digest": {"sha256": "ab" * 32}}],
+                "predicateType": "https://example.com/p/v1",
+                "predicate": {},
+            }
+        )
+    )
+    out = root / f"{name}.intoto.json"
+    result = run_cli("sign", statement, "--key", key, "--out", out)
+    assert result.code == 0, result
+    if keyid is not None:
+        doc = json.loads(out.read_bytes())
+        doc["signatures"][0]["keyid"] = keyid
+        out.write_text(json.dumps(doc))
+    return out
+
+
+def test_store_ls_verified_signer_names_only_who_verified(tmp_path: Path) -> None:
+    """Team B's attestation, verified with team B's key on `store add`, whose signature's
+    keyid hint claims team A's key: `store ls --verified --signer keyid:<A>` must not list
+    it as verified and signed by A."""
+    victim = _keygen(tmp_path, "team-a")
+    _keygen(tmp_path, "team-b")
+    store = tmp_path / "store.db"
+    forged = _signed(tmp_path, tmp_path / "team-b.key", "b-model", keyid=victim)
+    result = run_cli("store", "add", forged, "--key", tmp_path / "team-b.pub", "--store", store)
+    assert result.code == 0, result
+    honest = _signed(tmp_path, tmp_path / "team-a.key", "a-model")
+    result = run_cli("store", "add", honest, "--key", tmp_path / "team-a.pub", "--store", store)
+    assert result.code == 0, result
+    result = run_cli(
+        "store", "ls", "--verified", "--signer", f"keyid:{victim}", "--store", store, "--json"
+    )
+    assert result.code == 0, result
+    listed = json.loads(result.out)
+    assert [item["subjects"][0]["name"] for item in listed] == ["a-model"], listed
+    # Without --verified, --signer still finds what an attestation claims.
+    result = run_cli("store", "ls", "--signer", f"keyid:{victim}", "--store", store, "--json")
+    assert {item["subjects"][0]["name"] for item in json.loads(result.out)} == {
+        "a-model",
+        "b-model",
+    }
