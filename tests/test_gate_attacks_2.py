@@ -125,3 +125,178 @@ def test_store_ls_verified_signer_names_only_who_verified(tmp_path: Path) -> Non
         "a-model",
         "b-model",
     }
+
+
+VSA = "https://slsa.dev/verification_summary/v1"
+SLSA = "https://slsa.dev/provenance/v1"
+
+
+def _statement(path: Path, predicate_type: str, predicate: dict[str, Any]) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"name": "m", "digest": {"sha256": "ab" * 32}}],
+                "predicateType": predicate_type,
+                "predicate": predicate,
+            }
+        )
+    )
+    return path
+
+
+def test_upstream_vsa_is_read_only_after_its_signature_and_by_type(tmp_path: Path) -> None:
+    """A VSA of the wrong shape (`verifier` a string, `verifiedLevels` of objects) dropped
+    among the attestations, signed by anyone, or by the upstream gate itself: the check
+    fails naming it (exit 1), never a traceback that stops every release."""
+    _keygen(tmp_path, "gate")
+    _keygen(tmp_path, "evil")
+    layout = tmp_path / "layout.json"
+    layout.write_text(
+        json.dumps(
+            {
+                "expires": "2100-01-01T00:00:00Z",
+                "functionaries": {"gate": {"publicKey": (tmp_path / "gate.pub").read_text()}},
+                "steps": [
+                    {
+                        "name": "build",
+                        "expectedPredicates": [
+                            {"predicateType": "https://example.com/p/v1", "functionaries": ["gate"]}
+                        ],
+                    }
+                ],
+                "expectedVerifications": [
+                    {
+                        "name": "up",
+                        "verifierId": "https://up.example.com",
+                        "functionaries": ["gate"],
+                        "appliesTo": "build",
+                    }
+                ],
+            }
+        )
+    )
+    att = tmp_path / "att"
+    att.mkdir()
+    build = _statement(tmp_path / "build.json", "https://example.com/p/v1", {})
+    assert (
+        run_cli("sign", build, "--key", tmp_path / "gate.key", "--out", att / "build.json").code
+        == 0
+    )
+    shapes = {
+        "evil": {"verifier": "https://up.example.com"},
+        "gate": {
+            "verifier": {"id": "https://up.example.com"},
+            "verificationResult": "PASSED",
+            "verifiedLevels": [{"level": 3}],
+        },
+    }
+    for signer, predicate in shapes.items():
+        vsa = _statement(tmp_path / f"{signer}-vsa.json", VSA, predicate)
+        out = att / f"{signer}.vsa.json"
+        assert run_cli("sign", vsa, "--key", tmp_path / f"{signer}.key", "--out", out).code == 0
+    result = run_cli("policy", "check", layout, "--attestations", att)
+    assert result.code == 1, result
+    assert "Traceback" not in result.err, result
+    assert "evil.vsa.json: not signed by gate" in result.out, result
+    assert "gate.vsa.json: verifiedLevels is not a list of strings" in result.out, result
+
+
+def test_copies_of_one_upstream_vsa_count_once_in_dependency_levels(tmp_path: Path) -> None:
+    """The upstream gate's VSA copied under two more names (one re-indented): the release
+    VSA's dependencyLevels must count one verified dependency, not three."""
+    import base64
+    import hashlib
+
+    _keygen(tmp_path, "up")
+    _keygen(tmp_path, "builder")
+    _keygen(tmp_path, "release")
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    data = "cd" * 32
+    layout = tmp_path / "layout.json"
+    layout.write_text(
+        json.dumps(
+            {
+                "expires": "2100-01-01T00:00:00Z",
+                "functionaries": {
+                    "builder": {"publicKey": (tmp_path / "builder.pub").read_text()},
+                    "up": {"publicKey": (tmp_path / "up.pub").read_text()},
+                },
+                "steps": [
+                    {
+                        "name": "build",
+                        "expectedPredicates": [
+                            {"predicateType": SLSA, "functionaries": ["builder"]}
+                        ],
+                    }
+                ],
+                "subjects": [{"productOf": ["build"]}],
+                "expectedVerifications": [
+                    {
+                        "name": "data",
+                        "verifierId": "https://up.example.com",
+                        "functionaries": ["up"],
+                        "appliesTo": "build",
+                        "verifiedLevels": ["SLSA_BUILD_LEVEL_3"],
+                    }
+                ],
+            }
+        )
+    )
+    att = tmp_path / "att"
+    att.mkdir()
+    build = tmp_path / "build.json"
+    build.write_text(
+        json.dumps(
+            {
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [
+                    {
+                        "name": "model.bin",
+                        "digest": {"sha256": hashlib.sha256(b"weights").hexdigest()},
+                    }
+                ],
+                "predicateType": SLSA,
+                "predicate": {
+                    "buildDefinition": {
+                        "buildType": "https://example.com/build/v1",
+                        "externalParameters": {"step": "build"},
+                        "resolvedDependencies": [{"name": "data", "digest": {"sha256": data}}],
+                    },
+                    "runDetails": {"builder": {"id": "https://example.com/builder"}},
+                },
+            }
+        )
+    )
+    signed = run_cli("sign", build, "--key", tmp_path / "builder.key", "--out", att / "build.json")
+    assert signed.code == 0, signed
+    vsa = tmp_path / "up-vsa.json"
+    vsa.write_text(
+        json.dumps(
+            {
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"name": "data", "digest": {"sha256": data}}],
+                "predicateType": VSA,
+                "predicate": {
+                    "verifier": {"id": "https://up.example.com"},
+                    "verificationResult": "PASSED",
+                    "verifiedLevels": ["SLSA_BUILD_LEVEL_3"],
+                },
+            }
+        )
+    )
+    first = att / "up.vsa.json"
+    assert run_cli("sign", vsa, "--key", tmp_path / "up.key", "--out", first).code == 0
+    shutil.copy(first, att / "copy.vsa.json")
+    (att / "indented.vsa.json").write_text(json.dumps(json.loads(first.read_bytes()), indent=2))
+    out = tmp_path / "release.vsa.json"
+    result = run_cli(
+        "policy", "check", layout, "--attestations", att, "--subject", model,
+        "--vsa-out", out, "--vsa-key", tmp_path / "release.key",
+        "--verifier-id", "https://release.example.com",
+    )  # fmt: skip
+    assert result.code == 0, result
+    statement = json.loads(base64.b64decode(json.loads(out.read_bytes())["payload"]))
+    assert statement["predicate"]["verificationResult"] == "PASSED"
+    assert statement["predicate"]["dependencyLevels"] == {"SLSA_BUILD_LEVEL_3": 1}

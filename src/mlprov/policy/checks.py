@@ -11,7 +11,7 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from securesystemslib.signer import Key
 
@@ -218,6 +218,12 @@ class SubjectRule:
         )
 
 
+def _object(value: object) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one: a field of the wrong type
+    in a signed document answers nothing, instead of crashing the gate."""
+    return value if isinstance(value, dict) else {}
+
+
 def _kinds_agree(subject: str | None, product: str | None) -> bool:
     """A directory matches only tree products; a file never matches a tree product."""
     if subject == "tree":
@@ -250,14 +256,15 @@ class VerificationRule:
         for claim in claims:
             if claim.predicate_type != VSA_V1:
                 continue
-            why = self._mismatch(claim, targets)
-            if why:
-                reasons.append(f"{claim.source}: {why}")
-                continue
+            # Who signed it first: what a VSA says is read only once a functionary said it.
             who = [(f, f.signer(claim.attestation)) for f in functionaries]
             who = [(f, s) for f, s in who if s is not None]
             if not who:
                 reasons.append(f"{claim.source}: not signed by {', '.join(spec.functionaries)}")
+                continue
+            why = self._mismatch(claim, targets)
+            if why:
+                reasons.append(f"{claim.source}: {why}")
                 continue
             used.append(claim)
             for f, signer in who:
@@ -278,18 +285,20 @@ class VerificationRule:
         return RuleResult(False, reason, spec.appliesTo, rule), used
 
     def _mismatch(self, claim: Claim, targets: Artifacts) -> str | None:
-        predicate = claim.statement.get("predicate") or {}
-        verifier = (predicate.get("verifier") or {}).get("id")
+        predicate = _object(claim.statement.get("predicate"))
+        verifier = _object(predicate.get("verifier")).get("id")
         if verifier != self.spec.verifierId:
             return f"verifier {verifier!r}"
         if predicate.get("verificationResult") != "PASSED":
             return f"verificationResult {predicate.get('verificationResult')!r}"
         if (
             self.spec.policyUri
-            and (predicate.get("policy") or {}).get("uri") != self.spec.policyUri
+            and _object(predicate.get("policy")).get("uri") != self.spec.policyUri
         ):
             return "different policy uri"
-        levels = set(predicate.get("verifiedLevels") or [])
+        levels = predicate.get("verifiedLevels") or []
+        if not isinstance(levels, list) or not all(isinstance(lv, str) for lv in levels):
+            return "verifiedLevels is not a list of strings"
         missing = [lv for lv in self.spec.verifiedLevels if lv not in levels]
         if missing:
             return f"lacks verified level(s) {', '.join(missing)}"

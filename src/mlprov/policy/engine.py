@@ -56,7 +56,7 @@ class PolicyResult:
     claims: list[Claim]
     skipped: list[tuple[str, str]]
     subjects: list[ReleasedSubject]
-    #: VSAs that satisfied expectedVerifications (for the VSA's dependencyLevels)
+    #: VSAs that satisfied expectedVerifications, each Statement once (dependencyLevels)
     upstream_vsas: list[Claim] = field(default_factory=list)
     #: `verified`, `failed` or `not checked` (no owner keys given)
     layout_signature: str = "not checked"
@@ -328,7 +328,8 @@ def evaluate(
     layout_report.results.extend(
         _released_results(loaded, released, counted, given=bool(subjects) or require_subject)
     )
-    upstream: list[Claim] = []
+    #: the upstream VSAs used, once each by the Statement they sign (a copy is one VSA)
+    upstream: dict[bytes, Claim] = {}
     for expected_vsa in layout.expectedVerifications:
         if expected_vsa.appliesTo == "subject":
             targets = {s.name: s.digest for s in released}
@@ -344,14 +345,15 @@ def evaluate(
             targets=targets,
         )
         layout_report.results.append(result)
-        upstream.extend(used)
+        for claim in used:
+            upstream.setdefault(claim.attestation.envelope.payload, claim)
     return PolicyResult(
         layout=layout_report,
         steps=[reports[s.name] for s in layout.steps],
         claims=list(claims.claims),
         skipped=[(s.source, s.reason) for s in claims.skipped],
         subjects=released,
-        upstream_vsas=upstream,
+        upstream_vsas=list(upstream.values()),
         layout_signature=_signature_state(signature, checked=bool(layout_keys)),
         layout_signed=loaded.envelope is not None,
     )
