@@ -713,3 +713,30 @@ def test_unsigned_layout_is_a_warning_and_recorded_in_the_vsa(pipeline: Pipeline
         "--attestations", p.att, "--require-signed-layout", "--layout-key", p.pub("gate")
     )
     assert result.code == 1, result
+
+
+# 15. One step's key cannot release a model through a layout without `subjects`.
+
+
+def test_dataset_key_alone_cannot_release_a_model_without_subjects_rule(
+    pipeline: Pipeline,
+) -> None:
+    """A layout with no `subjects:` rule (as every attestation-verifier layout): the holder
+    of the dataset step's key only re-signs the dataset step with its test split's digest
+    set to an evil model's. That model is a counted product of *a* step, but not of the
+    step whose products are released (train): no PASSED VSA."""
+    from mlprov.digest import digest_tree
+
+    p = pipeline
+    doc = _yaml(p.layout)
+    del doc["subjects"]
+    nosubj = p.root / "nosubj.yaml"
+    nosubj.write_text(json.dumps(doc))
+    evil = write_tree(p.root / "evil" / "lr-model", {"weights.npy": b"\x93NUMPY evil"})
+    statement = payload(p.att / "dataset.intoto.json")
+    for subject in statement["subject"]:
+        if subject["name"] == "test":
+            subject["digest"] = {"sha256": digest_tree(evil).digest}
+    resign(statement, p.key("data"), p.att / "dataset.intoto.json")
+    result, vsa = p.check_vsa("--attestations", p.att, "--subject", evil, layout=nosubj)
+    assert_refused(result, vsa, "not a product of a counted claim of train")

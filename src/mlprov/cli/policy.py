@@ -505,7 +505,8 @@ def lint(
     if not layout.subjects:
         notes.append(
             "the layout binds no subject (no subjects: rule): a released --subject or a VSA"
-            " is only checked to be a product of some step; say which step's product may ship"
+            " is only checked to be a product of the last step that has products; say which"
+            " step's product may ship"
         )
     from mlprov.policy.checks import KeyBindingRule
 

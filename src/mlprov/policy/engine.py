@@ -227,13 +227,16 @@ def _released_results(
     """The released artifacts against the layout's `subjects` rules.
 
     A layout with no `subjects` rule still ties a subject the caller names (or a VSA is
-    asked about) to a product of a step whose claims counted: no layout passes an
-    arbitrary artifact.
+    asked about) to a counted product of the step whose products are released without
+    `--subject` (the last that has any): no layout passes an arbitrary artifact, nor one
+    that only an earlier step's functionaries vouch for.
     """
     layout = loaded.layout
     rules = [SubjectRule(spec) for spec in layout.subjects]
     if not rules and given:
-        rules = [SubjectRule(SubjectRuleSpec(productOf=[s.name for s in layout.steps]))]
+        names = [s.name for s in layout.steps]
+        last = _last_producing_step(names, counted) or names[-1]
+        rules = [SubjectRule(SubjectRuleSpec(productOf=[last]))]
     results: list[RuleResult] = []
     for rule in rules:
         if not released:
@@ -365,13 +368,19 @@ def _signature_state(result: RuleResult, *, checked: bool) -> str:
     return "verified" if result.passed else "failed"
 
 
-def _last_products(steps: list[str], counted: dict[str, list[Claim]]) -> list[ReleasedSubject]:
-    """The counted products of the last step that has any (an evaluation step has none)."""
+def _last_producing_step(steps: list[str], counted: dict[str, list[Claim]]) -> str | None:
+    """The last step whose counted claims have products (an evaluation step has none)."""
     for step in reversed(steps):
-        seen: dict[str, ReleasedSubject] = {}
-        for claim in counted.get(step, []):
-            for name, digest in claim.products.items():
-                seen[name] = ReleasedSubject(name, digest, claim.product_kinds.get(name))
-        if seen:
-            return [seen[name] for name in sorted(seen)]
-    return []
+        if any(claim.products for claim in counted.get(step, [])):
+            return step
+    return None
+
+
+def _last_products(steps: list[str], counted: dict[str, list[Claim]]) -> list[ReleasedSubject]:
+    """The counted products of the last step that has any."""
+    step = _last_producing_step(steps, counted)
+    seen: dict[str, ReleasedSubject] = {}
+    for claim in counted.get(step or "", []):
+        for name, digest in claim.products.items():
+            seen[name] = ReleasedSubject(name, digest, claim.product_kinds.get(name))
+    return [seen[name] for name in sorted(seen)]
