@@ -740,3 +740,33 @@ def test_dataset_key_alone_cannot_release_a_model_without_subjects_rule(
     resign(statement, p.key("data"), p.att / "dataset.intoto.json")
     result, vsa = p.check_vsa("--attestations", p.att, "--subject", evil, layout=nosubj)
     assert_refused(result, vsa, "not a product of a counted claim of train")
+
+
+# 16. Functionaries that agree must agree on what each product is.
+
+
+def test_co_functionary_cannot_turn_a_tree_product_into_a_file(pipeline: Pipeline) -> None:
+    """Two functionaries may vouch for train (threshold 1 or 2): the one an attacker holds
+    re-signs the honest claim with the model's `digestOf: tree` dropped, so that a file of
+    the tree's concatenated raw digests (its sha256 is the tree digest) passes as the
+    released model. The claims disagree on what the product is: they do not agree."""
+    p = pipeline
+    ok(run_cli("keygen", "--out", p.root / "ci", "--no-password"))
+    doc = _yaml(p.layout)
+    doc["functionaries"]["ci"] = {"publicKey": p.pub("ci").read_text()}
+    train = next(s for s in doc["steps"] if s["name"] == "train")
+    train["expectedPredicates"][0]["functionaries"].append("ci")
+    two = p.root / "two.yaml"
+    two.write_text(json.dumps(doc))
+    statement = payload(p.att / "train.intoto.json")
+    for subject in statement["subject"]:
+        subject.get("annotations", {}).pop("digestOf", None)
+    resign(statement, p.key("ci"), p.att / "train-ci.intoto.json")
+    fake = p.root / "fake" / "lr-model"
+    fake.parent.mkdir()
+    fake.write_bytes(_concatenated_digests(p.model))
+    for threshold in (1, 2):
+        train["expectedPredicates"][0]["threshold"] = threshold
+        two.write_text(json.dumps(doc))
+        result, vsa = p.check_vsa("--attestations", p.att, "--subject", fake, layout=two)
+        assert_refused(result, vsa, "functionaries agree", "report different")

@@ -161,9 +161,19 @@ def _shared_signer_note(functionaries: int, signers: int) -> str:
     return f" ({functionaries} functionaries matched, but only {signers} distinct signer(s))"
 
 
+#: What the claims counted for one threshold must agree on: Claim field -> how to say it.
+_AGREED = {
+    "materials": "materials",
+    "products": "products",
+    "product_kinds": "kinds of products (digestOf: tree or file)",
+}
+
+
 @dataclass(frozen=True)
 class AgreementRule:
-    """The functionaries counted for a threshold must report the same artifacts."""
+    """The functionaries counted for a threshold must report the same artifacts, and say
+    the same of what each product is (`digestOf`: a tree or a file), since the released
+    subject is matched against every counted claim."""
 
     step: str
 
@@ -173,11 +183,11 @@ class AgreementRule:
             return RuleResult(True, "one claim", f"step {self.step}", rule)
         first = claims[0]
         for other in claims[1:]:
-            for kind in ("materials", "products"):
+            for kind, what in _AGREED.items():
                 if getattr(first, kind) != getattr(other, kind):
                     return RuleResult(
                         False,
-                        f"{first.source} and {other.source} report different {kind}",
+                        f"{first.source} and {other.source} report different {what}",
                         f"step {self.step}",
                         rule,
                     )
