@@ -300,3 +300,51 @@ def test_copies_of_one_upstream_vsa_count_once_in_dependency_levels(tmp_path: Pa
     statement = json.loads(base64.b64decode(json.loads(out.read_bytes())["payload"]))
     assert statement["predicate"]["verificationResult"] == "PASSED"
     assert statement["predicate"]["dependencyLevels"] == {"SLSA_BUILD_LEVEL_3": 1}
+
+
+TEST_RESULT = "https://in-toto.io/attestation/test-result/v0.1"
+
+
+def test_file_name_cannot_move_a_claim_to_another_step_of_its_signer(tmp_path: Path) -> None:
+    """Two steps (unit, integration) expect test results from the same CI key, and the
+    results record no step, so a file's name says its step: the passing unit-test result
+    copied to `integration.json` must not pass the integration step."""
+    _keygen(tmp_path, "ci")
+    ci = (tmp_path / "ci.pub").read_text()
+    step = {
+        "expectedPredicates": [
+            {
+                "predicateType": TEST_RESULT,
+                "functionaries": ["ci"],
+                "expectedAttributes": [{"rule": "predicate.result == 'PASSED'"}],
+            }
+        ]
+    }
+    layout = tmp_path / "layout.json"
+    layout.write_text(
+        json.dumps(
+            {
+                "expires": "2100-01-01T00:00:00Z",
+                "functionaries": {"ci": {"publicKey": ci}},
+                "steps": [{"name": "unit", **step}, {"name": "integration", **step}],
+            }
+        )
+    )
+    att = tmp_path / "att"
+    att.mkdir()
+    for name, result in (("unit", "PASSED"), ("integration", "FAILED")):
+        statement = _statement(tmp_path / f"{name}-s.json", TEST_RESULT, {"result": result})
+        signed = run_cli(
+            "sign", statement, "--key", tmp_path / "ci.key", "--out", att / f"{name}.json"
+        )
+        assert signed.code == 0, signed
+    result = run_cli("policy", "check", layout, "--attestations", att)
+    assert result.code == 1, result  # the integration tests failed
+    shutil.copy(att / "unit.json", att / "integration.json")
+    result = run_cli("policy", "check", layout, "--attestations", att)
+    assert result.code == 1, result
+    assert "step integration" in result.out, result
+    assert "its file name" in result.out, result
+    lint = run_cli("policy", "lint", layout)
+    assert lint.code == 0, lint
+    assert "warning: steps integration, unit expect" in lint.out, lint

@@ -122,12 +122,26 @@ class _StepEvaluation:
     trusted: list[Claim] = field(default_factory=list)
 
 
+def steps_by_signer(loaded: LoadedLayout) -> dict[tuple[str, str], set[str]]:
+    """(functionary identity, predicate type) -> the steps that expect that type from it."""
+    steps: dict[tuple[str, str], set[str]] = {}
+    for step in loaded.layout.steps:
+        for expected in step.expectedPredicates:
+            for name in expected.functionaries:
+                key = (loaded.functionaries[name].identity, expected.predicateType)
+                steps.setdefault(key, set()).add(step.name)
+    return steps
+
+
 def _authenticate(loaded: LoadedLayout, claims: Sequence[Claim]) -> dict[str, _StepEvaluation]:
     out: dict[str, _StepEvaluation] = {}
+    shared = steps_by_signer(loaded)
     for compiled, step in zip(loaded.steps, loaded.layout.steps, strict=True):
         state = _StepEvaluation(compiled)
         step_claims = [c for c in claims if c.step == step.name]
         counted: set[int] = set()
+        #: claim -> the other steps its file name could as well have named
+        ambiguous: dict[int, set[str]] = {}
         for expected in step.expectedPredicates:
             groups = _dedupe(
                 [loaded.functionaries[n] for n in dict.fromkeys(expected.functionaries)]
@@ -137,6 +151,13 @@ def _authenticate(loaded: LoadedLayout, claims: Sequence[Claim]) -> dict[str, _S
                 if claim.predicate_type != expected.predicateType:
                     continue
                 for identity, group in groups.items():
+                    # Only its file name says this claim's step: when its signer is a
+                    # functionary of another step for the same type, a copy or a rename
+                    # would move a claim from one step to the other. Never counted.
+                    others = shared[(identity, claim.predicate_type)] - {step.name}
+                    if claim.step_from_name and others:
+                        ambiguous.setdefault(id(claim), set()).update(others)
+                        continue
                     who = group[0].signer(claim.attestation)
                     if who is not None:
                         found = signed.setdefault(identity, _Signed([f.name for f in group]))
@@ -147,6 +168,19 @@ def _authenticate(loaded: LoadedLayout, claims: Sequence[Claim]) -> dict[str, _S
         for claim in step_claims:
             if id(claim) in counted:
                 state.trusted.append(claim)
+            elif id(claim) in ambiguous:
+                state.ignored.append(
+                    RuleResult(
+                        True,
+                        f"ignored: nothing signed says its step, only its file name, and"
+                        f" step(s) {', '.join(sorted(ambiguous[id(claim)]))} expect"
+                        f" {claim.predicate_type} from the same functionary: record the step"
+                        " in the Statement",
+                        claim.source,
+                        "functionary",
+                        skipped=True,
+                    )
+                )
             else:
                 state.ignored.append(
                     RuleResult(
