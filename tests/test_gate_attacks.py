@@ -713,3 +713,60 @@ def test_unsigned_layout_is_a_warning_and_recorded_in_the_vsa(pipeline: Pipeline
         "--attestations", p.att, "--require-signed-layout", "--layout-key", p.pub("gate")
     )
     assert result.code == 1, result
+
+
+# 15. One step's key cannot release a model through a layout without `subjects`.
+
+
+def test_dataset_key_alone_cannot_release_a_model_without_subjects_rule(
+    pipeline: Pipeline,
+) -> None:
+    """A layout with no `subjects:` rule (as every attestation-verifier layout): the holder
+    of the dataset step's key only re-signs the dataset step with its test split's digest
+    set to an evil model's. That model is a counted product of *a* step, but not of the
+    step whose products are released (train): no PASSED VSA."""
+    from mlprov.digest import digest_tree
+
+    p = pipeline
+    doc = _yaml(p.layout)
+    del doc["subjects"]
+    nosubj = p.root / "nosubj.yaml"
+    nosubj.write_text(json.dumps(doc))
+    evil = write_tree(p.root / "evil" / "lr-model", {"weights.npy": b"\x93NUMPY evil"})
+    statement = payload(p.att / "dataset.intoto.json")
+    for subject in statement["subject"]:
+        if subject["name"] == "test":
+            subject["digest"] = {"sha256": digest_tree(evil).digest}
+    resign(statement, p.key("data"), p.att / "dataset.intoto.json")
+    result, vsa = p.check_vsa("--attestations", p.att, "--subject", evil, layout=nosubj)
+    assert_refused(result, vsa, "not a product of a counted claim of train")
+
+
+# 16. Functionaries that agree must agree on what each product is.
+
+
+def test_co_functionary_cannot_turn_a_tree_product_into_a_file(pipeline: Pipeline) -> None:
+    """Two functionaries may vouch for train (threshold 1 or 2): the one an attacker holds
+    re-signs the honest claim with the model's `digestOf: tree` dropped, so that a file of
+    the tree's concatenated raw digests (its sha256 is the tree digest) passes as the
+    released model. The claims disagree on what the product is: they do not agree."""
+    p = pipeline
+    ok(run_cli("keygen", "--out", p.root / "ci", "--no-password"))
+    doc = _yaml(p.layout)
+    doc["functionaries"]["ci"] = {"publicKey": p.pub("ci").read_text()}
+    train = next(s for s in doc["steps"] if s["name"] == "train")
+    train["expectedPredicates"][0]["functionaries"].append("ci")
+    two = p.root / "two.yaml"
+    two.write_text(json.dumps(doc))
+    statement = payload(p.att / "train.intoto.json")
+    for subject in statement["subject"]:
+        subject.get("annotations", {}).pop("digestOf", None)
+    resign(statement, p.key("ci"), p.att / "train-ci.intoto.json")
+    fake = p.root / "fake" / "lr-model"
+    fake.parent.mkdir()
+    fake.write_bytes(_concatenated_digests(p.model))
+    for threshold in (1, 2):
+        train["expectedPredicates"][0]["threshold"] = threshold
+        two.write_text(json.dumps(doc))
+        result, vsa = p.check_vsa("--attestations", p.att, "--subject", fake, layout=two)
+        assert_refused(result, vsa, "functionaries agree", "report different")

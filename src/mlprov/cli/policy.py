@@ -505,13 +505,23 @@ def lint(
     if not layout.subjects:
         notes.append(
             "the layout binds no subject (no subjects: rule): a released --subject or a VSA"
-            " is only checked to be a product of some step; say which step's product may ship"
+            " is only checked to be a product of the last step that has products; say which"
+            " step's product may ship"
         )
     from mlprov.policy.checks import KeyBindingRule
 
     binding = KeyBindingRule(layout, signed=loaded.envelope is not None).evaluate()
     if binding is not None and not binding.passed:
         notes.append(f"{binding.reason}: policy check refuses it")
+    from mlprov.policy.engine import steps_by_signer
+
+    for (_, kind), sharing in sorted(steps_by_signer(loaded).items(), key=lambda kv: kv[0][1]):
+        if len(sharing) > 1:
+            notes.append(
+                f"steps {', '.join(sorted(sharing))} expect {kind} from the same functionary: an"
+                " attestation of it counts only if its Statement records its step (a file"
+                " name alone could be copied to the other step)"
+            )
     rules = sum(
         len(s.material_rules) + len(s.product_rules) + sum(len(a) for a in s.attribute_rules)
         for s in loaded.steps

@@ -211,7 +211,11 @@ Examples:
 )
 @click.option("--step", help="Pipeline step as recorded (e.g. dataset, train, eval).")
 @click.option("--build-type", help="SLSA buildType URI.")
-@click.option("--signer", help="A signer (keyid:…, or a Sigstore identity), verified or claimed.")
+@click.option(
+    "--signer",
+    help="A signer (keyid:…, or a Sigstore identity), verified or claimed; with --verified,"
+    " only one whose signature verified.",
+)
 @click.option("--verified/--unverified", default=None, help="Only verified / unverified ones.")
 @click.option("--since", help="Added at or after this ISO 8601 time (UTC unless given).")
 @click.option("--until", help="Added at or before this ISO 8601 time.")

@@ -59,6 +59,8 @@ class Claim:
     products: Artifacts
     #: product name -> `tree` or `file` when the attestation says what the digest is of
     product_kinds: dict[str, str | None] = field(default_factory=dict)
+    #: the step is only the file's name: nothing signed says it (a renamed file moves it)
+    step_from_name: bool = False
 
     @property
     def source(self) -> str:
@@ -169,14 +171,16 @@ def claim_from(attestation: SignedAttestation, *, file_name: str) -> Claim:
         kinds = {name: rd.digest_of for name, rd in _named(list(statement.subject))}
     else:
         materials, products = _artifacts(list(statement.subject)), {}
+    recorded = step_of(statement)
     return Claim(
         attestation=attestation,
         statement=with_extension_aliases(raw),
         predicate_type=kind,
-        step=step_of(statement) or step_from_filename(file_name),
+        step=recorded or step_from_filename(file_name),
         materials=materials,
         products=products,
         product_kinds=kinds,
+        step_from_name=recorded is None,
     )
 
 

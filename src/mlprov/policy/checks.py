@@ -11,13 +11,13 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from securesystemslib.signer import Key
 
 from mlprov.errors import MlprovError
 from mlprov.policy.attestations import Artifacts, Claim, same_digest
-from mlprov.policy.functionaries import Functionary
+from mlprov.policy.functionaries import Functionary, distinct_signers
 from mlprov.policy.layout import ExpectedVerification, Layout, SubjectRuleSpec
 from mlprov.policy.results import RuleResult
 from mlprov.predicates import VSA_V1
@@ -123,14 +123,23 @@ class ThresholdRule:
     predicate_type: str
     threshold: int
 
-    def evaluate(self, accepted: dict[str, list[str]], *, authentic: int) -> RuleResult:
-        """`accepted`: functionary identity -> names, of those whose claims passed every rule."""
+    def evaluate(
+        self,
+        accepted: dict[str, list[str]],
+        *,
+        signers: dict[str, set[str]],
+        authentic: int,
+    ) -> RuleResult:
+        """`accepted`: functionary identity -> names, of those whose claims passed every
+        rule; `signers`: functionary identity -> who of it signed (one signer that two
+        functionaries' identities both match counts once)."""
         rule = f"threshold {self.threshold}"
         names = sorted(n for group in accepted.values() for n in group)
-        if len(accepted) >= self.threshold:
+        count = distinct_signers(signers)
+        if count >= self.threshold:
             return RuleResult(
                 True,
-                f"{len(accepted)} functionary(ies) vouch: {', '.join(names)}",
+                f"{count} functionary(ies) vouch: {', '.join(names)}",
                 f"{self.step} {self.predicate_type}",
                 rule,
             )
@@ -138,16 +147,33 @@ class ThresholdRule:
             why = f"no attestation of type {self.predicate_type} signed by a functionary"
         else:
             why = (
-                f"{len(accepted)} distinct functionary(ies) passed"
+                f"{count} distinct functionary(ies) passed"
                 + (f" ({', '.join(names)})" if names else "")
+                + _shared_signer_note(len(accepted), count)
                 + f", {self.threshold} needed"
             )
         return RuleResult(False, why, f"step {self.step}", rule)
 
 
+def _shared_signer_note(functionaries: int, signers: int) -> str:
+    if signers >= functionaries:
+        return ""
+    return f" ({functionaries} functionaries matched, but only {signers} distinct signer(s))"
+
+
+#: What the claims counted for one threshold must agree on: Claim field -> how to say it.
+_AGREED = {
+    "materials": "materials",
+    "products": "products",
+    "product_kinds": "kinds of products (digestOf: tree or file)",
+}
+
+
 @dataclass(frozen=True)
 class AgreementRule:
-    """The functionaries counted for a threshold must report the same artifacts."""
+    """The functionaries counted for a threshold must report the same artifacts, and say
+    the same of what each product is (`digestOf`: a tree or a file), since the released
+    subject is matched against every counted claim."""
 
     step: str
 
@@ -157,11 +183,11 @@ class AgreementRule:
             return RuleResult(True, "one claim", f"step {self.step}", rule)
         first = claims[0]
         for other in claims[1:]:
-            for kind in ("materials", "products"):
+            for kind, what in _AGREED.items():
                 if getattr(first, kind) != getattr(other, kind):
                     return RuleResult(
                         False,
-                        f"{first.source} and {other.source} report different {kind}",
+                        f"{first.source} and {other.source} report different {what}",
                         f"step {self.step}",
                         rule,
                     )
@@ -202,6 +228,12 @@ class SubjectRule:
         )
 
 
+def _object(value: object) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one: a field of the wrong type
+    in a signed document answers nothing, instead of crashing the gate."""
+    return value if isinstance(value, dict) else {}
+
+
 def _kinds_agree(subject: str | None, product: str | None) -> bool:
     """A directory matches only tree products; a file never matches a tree product."""
     if subject == "tree":
@@ -227,46 +259,56 @@ class VerificationRule:
         """Returns the result and the VSAs that satisfied it (for dependencyLevels)."""
         spec = self.spec
         rule = f"VSA {spec.name} from {spec.verifierId}"
-        signers: dict[str, list[str]] = {}
+        names: dict[str, list[str]] = {}
+        signers: dict[str, set[str]] = {}
         used: list[Claim] = []
         reasons: list[str] = []
         for claim in claims:
             if claim.predicate_type != VSA_V1:
                 continue
+            # Who signed it first: what a VSA says is read only once a functionary said it.
+            who = [(f, f.signer(claim.attestation)) for f in functionaries]
+            who = [(f, s) for f, s in who if s is not None]
+            if not who:
+                reasons.append(f"{claim.source}: not signed by {', '.join(spec.functionaries)}")
+                continue
             why = self._mismatch(claim, targets)
             if why:
                 reasons.append(f"{claim.source}: {why}")
                 continue
-            who = [f for f in functionaries if f.signed(claim.attestation)]
-            if not who:
-                reasons.append(f"{claim.source}: not signed by {', '.join(spec.functionaries)}")
-                continue
             used.append(claim)
-            for f in who:
-                signers.setdefault(f.identity, []).append(f.name)
-        if len(signers) >= spec.threshold:
-            names = sorted({n for group in signers.values() for n in group})
+            for f, signer in who:
+                names.setdefault(f.identity, []).append(f.name)
+                signers.setdefault(f.identity, set()).add(str(signer))
+        count = distinct_signers(signers)
+        if count >= spec.threshold:
+            shown = sorted({n for group in names.values() for n in group})
             return RuleResult(
-                True, f"PASSED, signed by {', '.join(names)}", spec.appliesTo, rule
+                True, f"PASSED, signed by {', '.join(shown)}", spec.appliesTo, rule
             ), used
-        reason = f"{len(signers)} of {spec.threshold} required signer(s) left a matching VSA"
+        reason = (
+            f"{count} of {spec.threshold} required signer(s) left a matching VSA"
+            + _shared_signer_note(len(signers), count)
+        )
         if reasons:
             reason += ": " + "; ".join(reasons[:3])
         return RuleResult(False, reason, spec.appliesTo, rule), used
 
     def _mismatch(self, claim: Claim, targets: Artifacts) -> str | None:
-        predicate = claim.statement.get("predicate") or {}
-        verifier = (predicate.get("verifier") or {}).get("id")
+        predicate = _object(claim.statement.get("predicate"))
+        verifier = _object(predicate.get("verifier")).get("id")
         if verifier != self.spec.verifierId:
             return f"verifier {verifier!r}"
         if predicate.get("verificationResult") != "PASSED":
             return f"verificationResult {predicate.get('verificationResult')!r}"
         if (
             self.spec.policyUri
-            and (predicate.get("policy") or {}).get("uri") != self.spec.policyUri
+            and _object(predicate.get("policy")).get("uri") != self.spec.policyUri
         ):
             return "different policy uri"
-        levels = set(predicate.get("verifiedLevels") or [])
+        levels = predicate.get("verifiedLevels") or []
+        if not isinstance(levels, list) or not all(isinstance(lv, str) for lv in levels):
+            return "verifiedLevels is not a list of strings"
         missing = [lv for lv in self.spec.verifiedLevels if lv not in levels]
         if missing:
             return f"lacks verified level(s) {', '.join(missing)}"

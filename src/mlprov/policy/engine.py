@@ -56,7 +56,7 @@ class PolicyResult:
     claims: list[Claim]
     skipped: list[tuple[str, str]]
     subjects: list[ReleasedSubject]
-    #: VSAs that satisfied expectedVerifications (for the VSA's dependencyLevels)
+    #: VSAs that satisfied expectedVerifications, each Statement once (dependencyLevels)
     upstream_vsas: list[Claim] = field(default_factory=list)
     #: `verified`, `failed` or `not checked` (no owner keys given)
     layout_signature: str = "not checked"
@@ -102,39 +102,85 @@ def _dedupe(functionaries: Sequence[Functionary]) -> dict[str, list[Functionary]
 
 
 @dataclass
+class _Signed:
+    """What one functionary (all its names in the layout) signed for an expected predicate."""
+
+    names: list[str]
+    claims: list[Claim] = field(default_factory=list)
+    #: who of it signed them (`Functionary.signer`), so one signer counts once
+    signers: set[str] = field(default_factory=set)
+
+
+@dataclass
 class _StepEvaluation:
     """Working state of one step: which claims which functionaries signed."""
 
     compiled: CompiledStep
-    #: per expected predicate: identity -> (names, claims signed by that identity)
-    signed: list[dict[str, tuple[list[str], list[Claim]]]] = field(default_factory=list)
+    #: per expected predicate: functionary identity -> what it signed
+    signed: list[dict[str, _Signed]] = field(default_factory=list)
     ignored: list[RuleResult] = field(default_factory=list)
     trusted: list[Claim] = field(default_factory=list)
 
 
+def steps_by_signer(loaded: LoadedLayout) -> dict[tuple[str, str], set[str]]:
+    """(functionary identity, predicate type) -> the steps that expect that type from it."""
+    steps: dict[tuple[str, str], set[str]] = {}
+    for step in loaded.layout.steps:
+        for expected in step.expectedPredicates:
+            for name in expected.functionaries:
+                key = (loaded.functionaries[name].identity, expected.predicateType)
+                steps.setdefault(key, set()).add(step.name)
+    return steps
+
+
 def _authenticate(loaded: LoadedLayout, claims: Sequence[Claim]) -> dict[str, _StepEvaluation]:
     out: dict[str, _StepEvaluation] = {}
+    shared = steps_by_signer(loaded)
     for compiled, step in zip(loaded.steps, loaded.layout.steps, strict=True):
         state = _StepEvaluation(compiled)
         step_claims = [c for c in claims if c.step == step.name]
         counted: set[int] = set()
+        #: claim -> the other steps its file name could as well have named
+        ambiguous: dict[int, set[str]] = {}
         for expected in step.expectedPredicates:
             groups = _dedupe(
                 [loaded.functionaries[n] for n in dict.fromkeys(expected.functionaries)]
             )
-            signed: dict[str, tuple[list[str], list[Claim]]] = {}
+            signed: dict[str, _Signed] = {}
             for claim in step_claims:
                 if claim.predicate_type != expected.predicateType:
                     continue
                 for identity, group in groups.items():
-                    if group[0].signed(claim.attestation):
-                        _, found = signed.setdefault(identity, ([f.name for f in group], []))
-                        found.append(claim)
+                    # Only its file name says this claim's step: when its signer is a
+                    # functionary of another step for the same type, a copy or a rename
+                    # would move a claim from one step to the other. Never counted.
+                    others = shared[(identity, claim.predicate_type)] - {step.name}
+                    if claim.step_from_name and others:
+                        ambiguous.setdefault(id(claim), set()).update(others)
+                        continue
+                    who = group[0].signer(claim.attestation)
+                    if who is not None:
+                        found = signed.setdefault(identity, _Signed([f.name for f in group]))
+                        found.claims.append(claim)
+                        found.signers.add(who)
                         counted.add(id(claim))
             state.signed.append(signed)
         for claim in step_claims:
             if id(claim) in counted:
                 state.trusted.append(claim)
+            elif id(claim) in ambiguous:
+                state.ignored.append(
+                    RuleResult(
+                        True,
+                        f"ignored: nothing signed says its step, only its file name, and"
+                        f" step(s) {', '.join(sorted(ambiguous[id(claim)]))} expect"
+                        f" {claim.predicate_type} from the same functionary: record the step"
+                        " in the Statement",
+                        claim.source,
+                        "functionary",
+                        skipped=True,
+                    )
+                )
             else:
                 state.ignored.append(
                     RuleResult(
@@ -215,13 +261,16 @@ def _released_results(
     """The released artifacts against the layout's `subjects` rules.
 
     A layout with no `subjects` rule still ties a subject the caller names (or a VSA is
-    asked about) to a product of a step whose claims counted: no layout passes an
-    arbitrary artifact.
+    asked about) to a counted product of the step whose products are released without
+    `--subject` (the last that has any): no layout passes an arbitrary artifact, nor one
+    that only an earlier step's functionaries vouch for.
     """
     layout = loaded.layout
     rules = [SubjectRule(spec) for spec in layout.subjects]
     if not rules and given:
-        rules = [SubjectRule(SubjectRuleSpec(productOf=[s.name for s in layout.steps]))]
+        names = [s.name for s in layout.steps]
+        last = _last_producing_step(names, counted) or names[-1]
+        rules = [SubjectRule(SubjectRuleSpec(productOf=[last]))]
     results: list[RuleResult] = []
     for rule in rules:
         if not released:
@@ -283,21 +332,25 @@ def evaluate(
             )
             continue
         for index, expected in enumerate(step.expectedPredicates):
-            accepted: dict[str, list[str]] = {}
+            accepted: dict[str, _Signed] = {}
             accepted_claims: list[Claim] = []
             pending: list[RuleResult] = []
-            for identity, (names, signed_claims) in state.signed[index].items():
+            for identity, signed in state.signed[index].items():
                 results = [
                     r
-                    for claim in signed_claims
+                    for claim in signed.claims
                     for r in _check_claim(state, claim, index, destinations)
                 ]
                 pending.extend(results)
                 if all(r.passed for r in results):
-                    accepted[identity] = names
-                    accepted_claims.extend(signed_claims)
+                    accepted[identity] = signed
+                    accepted_claims.extend(signed.claims)
             threshold = ThresholdRule(step.name, expected.predicateType, expected.threshold)
-            verdict = threshold.evaluate(accepted, authentic=len(state.signed[index]))
+            verdict = threshold.evaluate(
+                {i: a.names for i, a in accepted.items()},
+                signers={i: a.signers for i, a in accepted.items()},
+                authentic=len(state.signed[index]),
+            )
             if verdict.passed:
                 pending = [_downgrade(r) for r in pending]
             report.results.extend(pending)
@@ -312,7 +365,8 @@ def evaluate(
     layout_report.results.extend(
         _released_results(loaded, released, counted, given=bool(subjects) or require_subject)
     )
-    upstream: list[Claim] = []
+    #: the upstream VSAs used, once each by the Statement they sign (a copy is one VSA)
+    upstream: dict[bytes, Claim] = {}
     for expected_vsa in layout.expectedVerifications:
         if expected_vsa.appliesTo == "subject":
             targets = {s.name: s.digest for s in released}
@@ -328,14 +382,15 @@ def evaluate(
             targets=targets,
         )
         layout_report.results.append(result)
-        upstream.extend(used)
+        for claim in used:
+            upstream.setdefault(claim.attestation.envelope.payload, claim)
     return PolicyResult(
         layout=layout_report,
         steps=[reports[s.name] for s in layout.steps],
         claims=list(claims.claims),
         skipped=[(s.source, s.reason) for s in claims.skipped],
         subjects=released,
-        upstream_vsas=upstream,
+        upstream_vsas=list(upstream.values()),
         layout_signature=_signature_state(signature, checked=bool(layout_keys)),
         layout_signed=loaded.envelope is not None,
     )
@@ -347,13 +402,19 @@ def _signature_state(result: RuleResult, *, checked: bool) -> str:
     return "verified" if result.passed else "failed"
 
 
-def _last_products(steps: list[str], counted: dict[str, list[Claim]]) -> list[ReleasedSubject]:
-    """The counted products of the last step that has any (an evaluation step has none)."""
+def _last_producing_step(steps: list[str], counted: dict[str, list[Claim]]) -> str | None:
+    """The last step whose counted claims have products (an evaluation step has none)."""
     for step in reversed(steps):
-        seen: dict[str, ReleasedSubject] = {}
-        for claim in counted.get(step, []):
-            for name, digest in claim.products.items():
-                seen[name] = ReleasedSubject(name, digest, claim.product_kinds.get(name))
-        if seen:
-            return [seen[name] for name in sorted(seen)]
-    return []
+        if any(claim.products for claim in counted.get(step, [])):
+            return step
+    return None
+
+
+def _last_products(steps: list[str], counted: dict[str, list[Claim]]) -> list[ReleasedSubject]:
+    """The counted products of the last step that has any."""
+    step = _last_producing_step(steps, counted)
+    seen: dict[str, ReleasedSubject] = {}
+    for claim in counted.get(step or "", []):
+        for name, digest in claim.products.items():
+            seen[name] = ReleasedSubject(name, digest, claim.product_kinds.get(name))
+    return [seen[name] for name in sorted(seen)]

@@ -1,7 +1,10 @@
-"""Functionaries: the signers a layout trusts, each able to say whether it signed an attestation.
+"""Functionaries: the signers a layout trusts, each able to say who of it signed an attestation.
 
-A functionary's `identity` is what makes two of them the same signer (the public key
-material, or issuer + subject), so one key named twice in a layout counts once.
+A functionary's `identity` is what makes two of them the same entry (the public key
+material, or issuer + subject pattern), so one key named twice in a layout counts once.
+What `signer()` returns is who actually signed (the key, or issuer + the certificate's
+identity): two entries that both match one certificate (an exact subject and a regex)
+are still one signer, and `distinct_signers` counts them once.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ class Functionary(Protocol):
         """What makes two functionaries the same signer."""
         ...
 
-    def signed(self, attestation: SignedAttestation) -> bool:
-        """True when this functionary's signature over the attestation verifies."""
+    def signer(self, attestation: SignedAttestation) -> str | None:
+        """Who of this functionary signed the attestation (a key's or a certificate
+        identity's normal form), or None when no signature of it verifies."""
         ...
 
 
@@ -49,20 +53,20 @@ class KeyFunctionary:
     def identity(self) -> str:
         return key_identity(self.key)
 
-    def signed(self, attestation: SignedAttestation) -> bool:
+    def signer(self, attestation: SignedAttestation) -> str | None:
         # As DSSE verifiers do (go-securesystemslib, attestation-verifier): a signature
         # whose keyid names another key is not this key's, even if the bytes verify.
         envelope = attestation.envelope
         names = key_names(self.key)
         mine = [s for s in envelope.signatures if not s.keyid or s.keyid in names]
         if not mine:
-            return False
+            return None
         candidate = Envelope(envelope.payload, envelope.payload_type, mine)
         try:
             verify_envelope(candidate, [self.key], source=attestation.source)
         except MlprovError:
-            return False
-        return True
+            return None
+        return self.identity
 
 
 @dataclass(frozen=True)
@@ -80,24 +84,44 @@ class SigstoreFunctionary:
     def identity(self) -> str:
         return f"sigstore:{self.issuer}:{self.subject or ''}:{self.subject_regex or ''}"
 
-    def signed(self, attestation: SignedAttestation) -> bool:
+    def signer(self, attestation: SignedAttestation) -> str | None:
         if attestation.kind != "bundle":
-            return False
+            return None
         from mlprov.signing.sigstore_bundle import SigstoreIdentity, verify_bundle
 
         identity = SigstoreIdentity(
             issuer=self.issuer, subject=self.subject, subject_regex=self.subject_regex
         )
         try:
-            verify_bundle(
+            matched = verify_bundle(
                 attestation,
                 identity=identity,
                 trusted_root=self.trusted_root,
                 staging=self.staging,
             )
         except MlprovError:
-            return False
-        return True
+            return None
+        return f"sigstore:{self.issuer}:{matched}"
+
+
+def distinct_signers(signers: dict[str, set[str]]) -> int:
+    """How many functionaries vouch through distinct signers: `signers` maps each
+    functionary (by identity) to who of it signed; the answer is the largest number of
+    them that can each be given a signer of their own (a bipartite matching), so one
+    certificate matched by two functionaries' identities counts once."""
+    owner: dict[str, str] = {}  # signer -> functionary it is given to
+
+    def assign(functionary: str, seen: set[str]) -> bool:
+        for who in sorted(signers[functionary]):
+            if who in seen:
+                continue
+            seen.add(who)
+            if who not in owner or assign(owner[who], seen):
+                owner[who] = functionary
+                return True
+        return False
+
+    return sum(assign(functionary, set()) for functionary in sorted(signers))
 
 
 def _pem_key(pem: str, *, source: str) -> Key:

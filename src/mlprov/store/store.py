@@ -379,8 +379,9 @@ class Store:
     ) -> list[StoredAttestation]:
         """Attestations matching every filter given, oldest first (no bytes loaded).
 
-        `signer` matches a verified or claimed signer exactly; `since`/`until` bound the
-        time each was added to the store; `subject` is an artifact digest.
+        `signer` matches a verified or claimed signer exactly (with `verified=True`, only
+        a signer whose signature verified); `since`/`until` bound the time each was added
+        to the store; `subject` is an artifact digest.
         """
         where: list[str] = []
         params: list[Any] = []
@@ -402,8 +403,12 @@ class Store:
             where.append("a.added_at <= ?")
             params.append(time_bound(until))
         if signer is not None:
+            # Asked for verified ones, a signer matches only where it verified: the signers
+            # an attestation claims (keyid hints) are anyone's to write.
+            mine = " AND s.verified = 1" if verified else ""
             where.append(
-                "EXISTS (SELECT 1 FROM signers s WHERE s.attestation = a.id AND s.signer = ?)"
+                "EXISTS (SELECT 1 FROM signers s WHERE s.attestation = a.id AND s.signer = ?"
+                f"{mine})"
             )
             params.append(signer)
         if subject is not None:
