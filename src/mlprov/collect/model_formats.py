@@ -42,11 +42,18 @@ NPY_HEADER_LIMIT = 10_000
 PICKLE_SCAN_LIMIT = 64 << 20
 #: ONNX top-level fields other than the graph (producer, doc string…) read at most this.
 ONNX_FIELD_LIMIT = 1 << 20
+#: Varints (field keys, lengths, values) an ONNX walk reads: ~6 s of Python, where a real
+#: model's graph needs a few per initializer (node and tensor bytes are skipped whole).
+ONNX_VARINT_LIMIT = 8_000_000
 #: Files of one tree whose headers are read; the rest are counted as not scanned.
 MAX_SCANNED_FILES = 10_000
 #: Imports, metadata entries and npz members recorded per file.
 MAX_LISTED = 256
 METADATA_VALUE_LIMIT = 1024
+#: Characters of a `malformed` reason (a lying header's shape or name can be megabytes).
+REASON_LIMIT = 300
+#: Elements one tensor, or one file's tensors together, may hold: CEL integers are int64.
+MAX_ELEMENTS = 2**63 - 1
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".sav"}
 #: Text and data files never sniffed for a model format (any other name is: a pickle
@@ -195,12 +202,12 @@ def read_safetensors(path: Path, name: str) -> FileFacts:
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_uint, offsets))):
             raise Malformed(f"tensor {tensor!r}: bad data_offsets {offsets!r}")
         begin, end = offsets
-        count = prod(shape)
         if begin > end or end > buffer:
             raise Malformed(
                 f"tensor {tensor!r}: offsets [{begin}, {end}] lie outside the {buffer}-byte data"
             )
-        if (end - begin) * 8 != count * _ST_BITS[dtype]:
+        count = _elements(shape, (end - begin) * 8 // _ST_BITS[dtype])
+        if count is None or (end - begin) * 8 != count * _ST_BITS[dtype]:
             raise Malformed(f"tensor {tensor!r}: {end - begin} bytes do not hold {shape} {dtype}")
         spans.append((begin, end, tensor))
         params += count
@@ -228,6 +235,19 @@ def read_safetensors(path: Path, name: str) -> FileFacts:
 
 def _uint(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _elements(dims: list[int], cap: int = MAX_ELEMENTS) -> int | None:
+    """The product of `dims`, or None past `cap`: it stops there, where multiplying out
+    200,000 dims of 2**64 would build a 12-million-bit number for minutes."""
+    if 0 in dims:
+        return 0
+    count = 1
+    for dim in dims:
+        count *= dim
+        if count > cap:
+            return None
+    return count
 
 
 def _clip(text: str) -> str:
@@ -286,8 +306,12 @@ class _Proto:
 
     def __init__(self, handle: IO[bytes], end: int) -> None:
         self.handle, self.end = handle, end
+        self.left = ONNX_VARINT_LIMIT
 
     def varint(self) -> int:
+        self.left -= 1
+        if self.left < 0:  # millions of one-byte fields cost a microsecond each
+            raise Malformed(f"ONNX: more than {ONNX_VARINT_LIMIT} fields and values")
         value = shift = 0
         for _ in range(10):
             byte = self.handle.read(1)
@@ -381,7 +405,10 @@ def _onnx_graph(proto: _Proto, end: int, facts: FileFacts) -> None:
                         dims.append(proto.varint())
                 elif sub_wire == 2:
                     proto.skip(sub_value, start + value)
-            facts.parameterCount += prod(dims)
+            count = _elements(dims)
+            if count is None or facts.parameterCount + count > MAX_ELEMENTS:
+                raise Malformed(f"ONNX: initializers hold more than {MAX_ELEMENTS} elements")
+            facts.parameterCount += count
             facts.tensorCount += 1
         elif wire == 2:
             proto.skip(value, end)
@@ -392,7 +419,6 @@ def _onnx_graph(proto: _Proto, end: int, facts: FileFacts) -> None:
 
 def _npy_header(handle: IO[bytes]) -> tuple[list[int], Any, int]:
     """(shape, dtype, bytes of data it announces) of an .npy stream at its start."""
-    import numpy as np
     from numpy.lib import format as npformat
 
     if handle.read(6) != b"\x93NUMPY":
@@ -406,8 +432,11 @@ def _npy_header(handle: IO[bytes]) -> tuple[list[int], Any, int]:
         shape, _, dtype = reader(handle, max_header_size=NPY_HEADER_LIMIT)
     except (ValueError, SyntaxError, TypeError, OSError) as exc:
         raise Malformed(f".npy header: {str(exc)[:120]}") from None
-    count = int(np.prod(shape, dtype=object)) if shape else 1
-    return [int(d) for d in shape], dtype, count * dtype.itemsize
+    dims = [int(d) for d in shape]
+    count = _elements(dims)
+    if count is None:
+        raise Malformed(f".npy: a {len(dims)}-dim shape holds more than {MAX_ELEMENTS} elements")
+    return dims, dtype, count * dtype.itemsize
 
 
 def read_npy(path: Path, name: str) -> FileFacts:
@@ -683,6 +712,8 @@ def read_file_facts(path: str | Path, name: str) -> FileFacts | None:
             why = f"cannot read: {exc.strerror}"
         else:
             why = f"{type(exc).__name__}: {str(exc)[:120]}"
+        if len(why) > REASON_LIMIT:
+            why = why[: REASON_LIMIT - 1] + "…"
         return FileFacts(
             path=name, format=fmt, malformed=why, canRunCode=fmt in ("pickle", "pytorch-zip")
         )

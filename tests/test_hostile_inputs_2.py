@@ -1,0 +1,142 @@
+"""Hostile input, second round: crafted files whose cost grows faster than their size.
+
+Model headers that announce shapes with astronomically many elements, pickles made of
+millions of one-byte opcodes (deflated 1000:1 inside a torch zip), metadata arrays of
+millions of elements, and names that break out of the text formats mlprov writes. Each
+must end quickly (hang guards run the CLI in a subprocess, killed if it runs long) with a
+fact, a `malformed` reason or one line `mlprov: error: ...`, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from mlprov.collect import model_formats
+from mlprov.collect.model_formats import read_file_facts
+
+
+def run_bounded(*args: str | Path, timeout: int = 45) -> subprocess.CompletedProcess[str]:
+    """`mlprov ARGS` in a child process; a hang fails the test instead of stalling it."""
+    command = [sys.executable, "-m", "mlprov", *map(str, args)]
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"mlprov {' '.join(map(str, args))}: still running after {timeout} s"
+        ) from None
+
+
+def facts_of(tree: Path) -> dict[str, object]:
+    done = run_bounded("digest", tree, "--json")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    facts: dict[str, object] = json.loads(done.stdout)[0]["modelFacts"]
+    return facts
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def field(number: int, body: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(body)) + body
+
+
+def onnx_with_dims(dims: list[int]) -> bytes:
+    """A ModelProto (ir_version 8, opset 17) whose one initializer has these packed dims."""
+    graph = field(5, field(1, b"".join(map(varint, dims))))
+    return varint(1 << 3) + varint(8) + field(8, varint(2 << 3) + varint(17)) + field(7, graph)
+
+
+# -- shapes whose element count is astronomical --------------------------------------------
+
+
+def test_a_safetensors_shape_of_200000_huge_dims_is_malformed_fast(tmp_path: Path) -> None:
+    """The product of 200,000 dims of 2**64-1 is a 12-million-bit number: computing it took
+    minutes; the count is bounded by the data bytes, so it stops at the second dim."""
+    header = {"t": {"dtype": "F32", "shape": [2**64 - 1] * 200_000, "data_offsets": [0, 0]}}
+    text = json.dumps(header).encode()
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.safetensors").write_bytes(struct.pack("<Q", len(text)) + text)
+    facts = facts_of(tmp_path / "m")
+    assert facts["malformedFiles"] == ["model.safetensors"]
+    [file] = facts["files"]  # type: ignore[misc]
+    assert "do not hold" in file["malformed"] and len(file["malformed"]) < 400, file
+
+
+def test_an_onnx_initializer_of_200000_huge_dims_is_malformed_fast(tmp_path: Path) -> None:
+    """Took minutes, then a traceback: a parameter count too long to write as JSON."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.onnx").write_bytes(onnx_with_dims([2**63] * 200_000))
+    facts = facts_of(tmp_path / "m")
+    assert facts["malformedFiles"] == ["model.onnx"], facts
+    [file] = facts["files"]  # type: ignore[misc]
+    assert "elements" in file["malformed"] and len(file["malformed"]) < 400, file
+
+
+def test_parameter_counts_past_int64_are_malformed(tmp_path: Path) -> None:
+    """CEL integers are 64-bit: a count no int64 holds is a header that lies."""
+    for dims in ([2**62, 4], [2**40, 2**40]):
+        (tmp_path / "m.onnx").write_bytes(onnx_with_dims(dims))
+        facts = read_file_facts(tmp_path / "m.onnx", "m.onnx")
+        assert facts is not None and facts.malformed and "elements" in facts.malformed, facts
+    (tmp_path / "m.onnx").write_bytes(onnx_with_dims([3, 0, 2**62]))
+    facts = read_file_facts(tmp_path / "m.onnx", "m.onnx")
+    assert facts is not None and not facts.malformed and facts.parameterCount == 0, facts
+
+
+def test_an_onnx_walk_reads_a_bounded_number_of_fields(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each one-byte field costs a microsecond of Python: 1 GB of them would be 15 minutes."""
+    (tmp_path / "m.onnx").write_bytes(onnx_with_dims([1] * 2000))
+    facts = read_file_facts(tmp_path / "m.onnx", "m.onnx")
+    assert facts is not None and not facts.malformed and facts.parameterCount == 1
+    monkeypatch.setattr(model_formats, "ONNX_VARINT_LIMIT", 1000)
+    facts = read_file_facts(tmp_path / "m.onnx", "m.onnx")
+    assert facts is not None and facts.malformed == "ONNX: more than 1000 fields and values"
+
+
+# -- names that break out of the text formats mlprov writes --------------------------------
+
+
+def test_a_subject_name_cannot_close_the_markdown_fence_of_mermaid_output(tmp_path: Path) -> None:
+    """`lineage --format mermaid` is pasted into GitHub markdown: a raw newline in a name
+    let a signed attestation end the ```mermaid fence and write its own markdown."""
+    evil = 'model"]\n```\n\n# RELEASE APPROVED\n\n```mermaid\nflowchart LR\n  x["'
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": evil, "digest": {"sha256": "b" * 64}}],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {
+                "buildType": "https://mlprov.dev/buildtypes/training/v1",
+                "externalParameters": {},
+                "resolvedDependencies": [{"name": "data\r\n%% x", "digest": {"sha256": "c" * 64}}],
+            },
+            "runDetails": {"builder": {"id": "https://ci.example"}, "metadata": {}},
+        },
+    }
+    (tmp_path / "s.json").write_text(json.dumps(statement))
+    assert run_cli("keygen", "--out", tmp_path / "k", "--no-password").code == 0
+    signed = tmp_path / "s.intoto.json"
+    assert (
+        run_cli("sign", tmp_path / "s.json", "--key", tmp_path / "k.key", "--out", signed).code == 0
+    )
+    assert run_cli("store", "add", signed).code == 0
+    done = run_cli("lineage", "sha256:" + "b" * 64, "--up", "--format", "mermaid")
+    assert done.code == 0, done
+    lines = done.out.splitlines()
+    assert lines[0] == "flowchart LR" and all(line.startswith("  ") for line in lines[1:]), lines
+    assert len(lines) == 6 and "RELEASE APPROVED" in lines[1] and "\\n" in lines[1], lines
