@@ -9,17 +9,21 @@ fact, a `malformed` reason or one line `mlprov: error: ...`, never a traceback.
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
 import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from conftest import run_cli
 from mlprov.collect import model_formats
-from mlprov.collect.model_formats import read_file_facts
+from mlprov.collect.model_formats import pickle_imports, read_file_facts, scan_model
+from mlprov.digest import digest_tree
 
 
 def run_bounded(*args: str | Path, timeout: int = 45) -> subprocess.CompletedProcess[str]:
@@ -31,6 +35,13 @@ def run_bounded(*args: str | Path, timeout: int = 45) -> subprocess.CompletedPro
         raise AssertionError(
             f"mlprov {' '.join(map(str, args))}: still running after {timeout} s"
         ) from None
+
+
+class Evil:
+    def __reduce__(self) -> tuple[object, ...]:
+        import os
+
+        return (os.system, ("echo owned",))
 
 
 def facts_of(tree: Path) -> dict[str, object]:
@@ -106,6 +117,65 @@ def test_an_onnx_walk_reads_a_bounded_number_of_fields(
     monkeypatch.setattr(model_formats, "ONNX_VARINT_LIMIT", 1000)
     facts = read_file_facts(tmp_path / "m.onnx", "m.onnx")
     assert facts is not None and facts.malformed == "ONNX: more than 1000 fields and values"
+
+
+# -- pickles of millions of opcodes --------------------------------------------------------
+
+
+def test_a_torch_zip_of_deflated_one_byte_opcodes_is_scanned_in_bounded_time(
+    tmp_path: Path,
+) -> None:
+    """16 members of 8 million MARK opcodes deflate to ~150 KB; each was decoded in full
+    (~2 minutes). A file's members share one opcode budget; the scan says it was cut."""
+    body = b"\x80\x02" + b"(" * 8_000_000 + b"."
+    (tmp_path / "m").mkdir()
+    with zipfile.ZipFile(tmp_path / "m" / "model.pt", "w", zipfile.ZIP_DEFLATED) as archive:
+        for index in range(16):
+            archive.writestr(f"archive/{'data' if index == 0 else index}.pkl", body)
+    facts = facts_of(tmp_path / "m")
+    [file] = facts["files"]  # type: ignore[misc]
+    assert file["format"] == "pytorch-zip" and file["canRunCode"] and file["truncated"], file
+
+
+def test_a_pickle_of_half_a_million_memo_entries_allocates_little() -> None:
+    """Every MEMOIZE was remembered: 64 MiB of them held gigabytes. Only strings are kept
+    (what STACK_GLOBAL needs), and only the first PICKLE_MEMO_LIMIT of them."""
+    import tracemalloc
+
+    data = b"\x80\x04\x8c\x00" + b"\x94" * 500_000 + b"."
+    tracemalloc.start()
+    try:
+        imports, truncated = pickle_imports(io.BytesIO(data))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert imports == [] and not truncated
+    assert peak < 12 << 20, peak
+
+
+def test_memo_lookups_still_resolve_stack_global() -> None:
+    """Protocol 4 memoizes module and name before STACK_GLOBAL reads them back."""
+    data = pickle.dumps([Evil(), Evil()], 4)
+    assert pickle_imports(io.BytesIO(data)) == (["posix.system"], False)
+
+
+def test_a_tree_of_pickles_shares_one_opcode_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10,000 small deflated pickles could each take a file's budget: the tree has one too.
+    Files past it are still pickles (`canRunCode`), marked as not fully scanned."""
+    monkeypatch.setattr(model_formats, "PICKLE_FILE_OPS", 40)
+    monkeypatch.setattr(model_formats, "PICKLE_TREE_OPS", 50)
+    root = tmp_path / "m"
+    root.mkdir()
+    data = pickle.dumps(Evil(), 2)[:-1] + b"N0" * 10 + b"."  # ~30 opcodes
+    for name in ("a.pkl", "b.pkl", "c.pkl"):
+        (root / name).write_bytes(data)
+    facts = scan_model(root, digest_tree(root))
+    a, b, c = facts.files
+    assert a.imports == ["posix.system"] and not a.truncated, a
+    assert b.truncated and c.truncated and c.imports == [], (b, c)
+    assert facts.pickleFiles == ["a.pkl", "b.pkl", "c.pkl"] and facts.canRunCode
 
 
 # -- names that break out of the text formats mlprov writes --------------------------------

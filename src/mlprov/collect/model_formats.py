@@ -40,6 +40,14 @@ SAFETENSORS_HEADER_LIMIT = 100_000_000
 NPY_HEADER_LIMIT = 10_000
 #: Bytes of pickle opcodes scanned per pickle stream (data.pkl of a 70B model is ~1 MiB).
 PICKLE_SCAN_LIMIT = 64 << 20
+#: Pickle opcodes decoded per file (a torch zip's members share them) and per tree:
+#: pickletools decodes about a million a second, and a deflated member of one-byte opcodes
+#: is 1000 times its size, so a 1 MB file could take minutes and a tree of them hours.
+#: A real 70B model's data.pkl has a few hundred thousand.
+PICKLE_FILE_OPS = 2_000_000
+PICKLE_TREE_OPS = 16_000_000
+#: Memoized strings remembered for STACK_GLOBAL (a pickle may memoize millions of values).
+PICKLE_MEMO_LIMIT = 65_536
 #: ONNX top-level fields other than the graph (producer, doc string…) read at most this.
 ONNX_FIELD_LIMIT = 1 << 20
 #: Varints (field keys, lengths, values) an ONNX walk reads: ~6 s of Python, where a real
@@ -545,24 +553,48 @@ class _Capped:
         return bool(self.pending)
 
 
-def pickle_imports(stream: IO[bytes], limit: int = PICKLE_SCAN_LIMIT) -> tuple[list[str], bool]:
-    """The `module.name` globals the pickle(s) in `stream` import, and whether the limit cut
-    the scan short. Opcodes are decoded by pickletools, never executed. A stream may hold
-    several pickles (legacy torch files do); decoding stops at data that is not one."""
+class OpBudget:
+    """Pickle opcodes a scan may still decode, shared by the pickles it covers."""
+
+    def __init__(self, ops: int) -> None:
+        self.ops = ops
+
+
+def pickle_imports(
+    stream: IO[bytes], limit: int = PICKLE_SCAN_LIMIT, *, budget: OpBudget | None = None
+) -> tuple[list[str], bool]:
+    """The `module.name` globals the pickle(s) in `stream` import, and whether a limit (its
+    bytes, or the opcodes left in `budget`) cut the scan short. Opcodes are decoded by
+    pickletools, never executed. A stream may hold several pickles (legacy torch files
+    do); decoding stops at data that is not one."""
     with warnings.catch_warnings():  # pickletools warns on bad escapes in hostile STRINGs
         warnings.simplefilter("ignore", DeprecationWarning)
-        return _pickle_imports(stream, limit)
+        return _pickle_imports(stream, limit, budget or OpBudget(PICKLE_FILE_OPS))
 
 
-def _pickle_imports(stream: IO[bytes], limit: int) -> tuple[list[str], bool]:
+def _remember(memo: dict[int, str], index: object, value: str | None) -> None:
+    """Memo entry `index` holds `value`; only strings are kept, and only so many."""
+    if not isinstance(index, int):
+        return
+    if value is None:
+        memo.pop(index, None)
+    elif index in memo or len(memo) < PICKLE_MEMO_LIMIT:
+        memo[index] = value
+
+
+def _pickle_imports(stream: IO[bytes], limit: int, budget: OpBudget) -> tuple[list[str], bool]:
     capped = _Capped(stream, limit)
     found: dict[str, None] = {}
     pickles = 0
     while capped.more():
         recent: list[str | None] = []
-        memo: dict[int, str | None] = {}
+        memo: dict[int, str] = {}
+        memoized = 0  # MEMOIZE's next index: the memo's size, counted apart from what is kept
         try:
             for opcode, arg, _pos in pickletools.genops(capped):  # type: ignore[arg-type]
+                budget.ops -= 1
+                if budget.ops < 0:
+                    return sorted(found)[:MAX_LISTED], True
                 name = opcode.name
                 if name in ("GLOBAL", "INST") and isinstance(arg, str):
                     module, _, attr = arg.partition(" ")
@@ -576,9 +608,11 @@ def _pickle_imports(stream: IO[bytes], limit: int) -> tuple[list[str], bool]:
                 elif name in _STRING_OPS:
                     recent.append(arg if isinstance(arg, str) else None)
                 elif name == "MEMOIZE":
-                    memo[len(memo)] = recent[-1] if recent else None
-                elif name in ("PUT", "BINPUT", "LONG_BINPUT") and isinstance(arg, int):
-                    memo[arg] = recent[-1] if recent else None
+                    _remember(memo, memoized, recent[-1] if recent else None)
+                    memoized += 1
+                elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                    _remember(memo, arg, recent[-1] if recent else None)
+                    memoized += 1
                 elif name in ("GET", "BINGET", "LONG_BINGET") and isinstance(arg, int):
                     recent.append(memo.get(arg))
                 elif name not in _PUSH_OPS_WITHOUT_STRING and name != "FRAME":
@@ -596,7 +630,7 @@ def _pickle_imports(stream: IO[bytes], limit: int) -> tuple[list[str], bool]:
     return sorted(found), capped.hit
 
 
-def read_pickle(path: Path, name: str, head: bytes) -> FileFacts:
+def read_pickle(path: Path, name: str, head: bytes, budget: OpBudget | None = None) -> FileFacts:
     """A pickle, or a joblib file compressed with gzip, bz2 or lzma (decompressed as read)."""
     import bz2
     import gzip
@@ -614,7 +648,7 @@ def read_pickle(path: Path, name: str, head: bytes) -> FileFacts:
         stack.enter_context(handle)
         stream: IO[bytes] = stack.enter_context(opener(handle)) if opener else handle
         try:
-            imports, truncated = pickle_imports(stream)
+            imports, truncated = pickle_imports(stream, budget=budget)
         except (OSError, EOFError, lzma.LZMAError) as exc:  # a broken compressed stream
             raise Malformed(f"compressed pickle: {str(exc)[:80]}") from None
     return FileFacts(
@@ -622,8 +656,10 @@ def read_pickle(path: Path, name: str, head: bytes) -> FileFacts:
     )
 
 
-def read_torch_zip(path: Path, name: str) -> FileFacts:
-    """A PyTorch zip archive: every `*.pkl` member (data.pkl, constants.pkl) is a pickle."""
+def read_torch_zip(path: Path, name: str, budget: OpBudget | None = None) -> FileFacts:
+    """A PyTorch zip archive: every `*.pkl` member (data.pkl, constants.pkl) is a pickle;
+    they share one budget of opcodes."""
+    budget = budget or OpBudget(PICKLE_FILE_OPS)
     handle, _ = _open_regular(path)
     imports: set[str] = set()
     truncated = False
@@ -631,7 +667,7 @@ def read_torch_zip(path: Path, name: str) -> FileFacts:
         pickles = [i for i in archive.infolist() if i.filename.endswith(".pkl")]
         for info in pickles[:16]:
             with archive.open(info) as member:
-                found, cut = pickle_imports(member)
+                found, cut = pickle_imports(member, budget=budget)
             imports.update(found)
             truncated = truncated or cut
     return FileFacts(
@@ -667,8 +703,11 @@ def _sniff(path: str) -> tuple[bytes, int] | None:
         os.close(fd)
 
 
-def read_file_facts(path: str | Path, name: str) -> FileFacts | None:
-    """The facts of one file whose suffix or first bytes name a model format, else None."""
+def read_file_facts(
+    path: str | Path, name: str, *, budget: OpBudget | None = None
+) -> FileFacts | None:
+    """The facts of one file whose suffix or first bytes name a model format, else None;
+    a pickle's scan decodes at most `budget` opcodes (default: PICKLE_FILE_OPS)."""
     suffix = os.path.splitext(name)[1].lower()
     if suffix in TEXT_SUFFIXES:
         return None
@@ -690,13 +729,13 @@ def read_file_facts(path: str | Path, name: str) -> FileFacts | None:
         readers.append(("npz", read_npz))
     elif head.startswith(b"PK\x03\x04"):
         if _is_torch_zip(path):
-            readers.append(("pytorch-zip", read_torch_zip))
+            readers.append(("pytorch-zip", lambda p, n: read_torch_zip(p, n, budget)))
         elif suffix in PICKLE_SUFFIXES - {".bin"}:
-            readers.append(("pickle", lambda p, n: read_pickle(p, n, head)))
+            readers.append(("pickle", lambda p, n: read_pickle(p, n, head, budget)))
     elif (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or (
         suffix in PICKLE_SUFFIXES and size > 0
     ):
-        readers.append(("pickle", lambda p, n: read_pickle(p, n, head)))
+        readers.append(("pickle", lambda p, n: read_pickle(p, n, head, budget)))
     if not readers:
         return None
     fmt, reader = readers[0]
@@ -725,13 +764,16 @@ def scan_model(root: Path, manifest: TreeManifest) -> ModelFacts:
     names = dict.fromkeys(e.path.rsplit(":", 2)[0] if manifest.method == "shards" else e.path
                           for e in manifest.files)  # fmt: skip
     files: list[FileFacts] = []
+    left = PICKLE_TREE_OPS  # once spent, pickles are still listed, their scans cut short
     for index, name in enumerate(names):
         if index >= MAX_SCANNED_FILES:
             break
+        budget = OpBudget(min(PICKLE_FILE_OPS, left))
         if name == ".":
-            facts = read_file_facts(top, Path(root).name)
+            facts = read_file_facts(top, Path(root).name, budget=budget)
         else:
-            facts = read_file_facts(os.path.join(top, *name.split("/")), name)
+            facts = read_file_facts(os.path.join(top, *name.split("/")), name, budget=budget)
+        left -= min(PICKLE_FILE_OPS, left) - max(budget.ops, 0)
         if facts is not None:
             files.append(facts)
     per_format: dict[str, int] = {}
