@@ -178,6 +178,44 @@ def test_a_tree_of_pickles_shares_one_opcode_budget(
     assert facts.pickleFiles == ["a.pkl", "b.pkl", "c.pkl"] and facts.canRunCode
 
 
+# -- GGUF metadata arrays of millions of items ----------------------------------------------
+
+
+def gguf_string(text: bytes) -> bytes:
+    return struct.pack("<Q", len(text)) + text
+
+
+def test_gguf_arrays_of_millions_of_items_are_read_fast(tmp_path: Path) -> None:
+    """The gguf package's reader builds objects per array item (~10 us each): 8 million
+    uint8s and 500,000 empty strings (12 MB) took minutes. Numbers are skipped whole."""
+    kv = gguf_string(b"general.architecture") + struct.pack("<I", 8) + gguf_string(b"llama")
+    kv += gguf_string(b"junk.bytes") + struct.pack("<IIQ", 9, 0, 8_000_000) + bytes(8_000_000)
+    kv += gguf_string(b"junk.strings") + struct.pack("<IIQ", 9, 8, 500_000)
+    kv += struct.pack("<Q", 0) * 500_000
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 3) + kv)
+    facts = facts_of(tmp_path / "m")
+    [file] = facts["files"]  # type: ignore[misc]
+    assert file["format"] == "gguf" and "malformed" not in file, file
+    assert file["architecture"] == "llama" and file["tensorCount"] == 0, file
+
+
+def test_gguf_counts_that_lie_are_malformed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + gguf_string(b"a")
+    cases = {
+        "nested": struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * 20 + struct.pack("<IQ", 0, 0),
+        "past end": struct.pack("<IIQ", 9, 6, 2**62),
+        "many": struct.pack("<IIQ", 9, 8, 2000) + struct.pack("<Q", 0) * 2000,
+    }
+    monkeypatch.setattr(model_formats, "GGUF_ITEM_LIMIT", 1000)
+    for case, value in cases.items():
+        (tmp_path / "m.gguf").write_bytes(head + value)
+        facts = read_file_facts(tmp_path / "m.gguf", "m.gguf")
+        assert facts is not None and facts.malformed, (case, facts)
+
+
 # -- names that break out of the text formats mlprov writes --------------------------------
 
 
@@ -210,3 +248,22 @@ def test_a_subject_name_cannot_close_the_markdown_fence_of_mermaid_output(tmp_pa
     lines = done.out.splitlines()
     assert lines[0] == "flowchart LR" and all(line.startswith("  ") for line in lines[1:]), lines
     assert len(lines) == 6 and "RELEASE APPROVED" in lines[1] and "\\n" in lines[1], lines
+
+
+def test_model_sign_refuses_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    """A name with undecodable bytes was signed as a lone surrogate that no JSON reader
+    (our own `model verify` included) accepts: the signature could never be verified, and
+    other tools read b"\\xff" and b"\\xfe" alike as U+FFFD. Refused before signing."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    try:
+        (model / "w\udcff.bin").write_bytes(b"x")
+    except (UnicodeEncodeError, OSError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    assert run_cli("keygen", "--out", tmp_path / "k", "--no-password").code == 0
+    key, signature = tmp_path / "k.key", tmp_path / "s"
+    done = run_cli("model", "sign", model, "--key", key, "--signature", signature)
+    assert done.code == 2 and done.err.count("\n") == 1, done
+    assert done.err.startswith("mlprov: error: ") and '"w\\xff.bin"' in done.err, done
+    assert "not UTF-8" in done.err and not signature.exists(), done

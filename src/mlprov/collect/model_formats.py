@@ -1,9 +1,10 @@
 """What is inside model files, read from their headers without loading a weight.
 
 safetensors (tensor count, dtypes, parameter count, `__metadata__`), GGUF (architecture,
-file type, tensor types, parameter count; read with the `gguf` package), ONNX (IR
-version, opsets, producer, initializer parameter count; a minimal protobuf walk that
-skips every tensor's bytes), NumPy `.npy`/`.npz` (dtype, shape), and pickle-based files
+file type, tensor types, parameter count; a walk of its header that skips arrays of
+numbers whole, with the `gguf` package's type tables), ONNX (IR version, opsets,
+producer, initializer parameter count; a minimal protobuf walk that skips every tensor's
+bytes), NumPy `.npy`/`.npz` (dtype, shape), and pickle-based files
 (`.bin`, `.pt`, `.pth`, `.ckpt`, `.pkl`, joblib, PyTorch zip archives with `data.pkl`),
 which can run code when loaded: their GLOBAL / STACK_GLOBAL imports are listed with
 `pickletools.genops`, which only decodes opcodes and never executes one.
@@ -264,45 +265,161 @@ def _clip(text: str) -> str:
 
 # -- GGUF ---------------------------------------------------------------------------------
 
+#: GGUF metadata value types of a fixed width (struct codes), and the two that are not.
+_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q",
+                 11: "q", 12: "d"}  # fmt: skip
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+#: Strings, arrays and tensors a GGUF header may hold (each costs a read here; arrays of
+#: numbers are skipped whole): a 262,144-token vocabulary with its merges is under 800,000.
+GGUF_ITEM_LIMIT = 4_000_000
+#: Nesting of GGUF arrays of arrays, and dims of a tensor (ggml has 4).
+GGUF_DEPTH_LIMIT = 8
+GGUF_DIMS_LIMIT = 8
+
+
+class _GGUFHeader:
+    """A GGUF header walked as the format says, each count checked against the bytes left:
+    an array of scalars is skipped whole, never built item by item."""
+
+    def __init__(self, handle: IO[bytes], size: int) -> None:
+        self.handle, self.size, self.order = handle, size, "<"
+        self.items = self.pos = 0  # the position is kept here: asking the file is a syscall
+
+    def read(self, n: int) -> bytes:
+        self.room(n)
+        self.pos += n
+        return _read_exact(self.handle, n, "GGUF header")
+
+    def skip(self, n: int) -> None:
+        self.room(n)
+        self.pos += n
+        if n > 1 << 16:
+            self.handle.seek(n, io.SEEK_CUR)
+        else:
+            self.handle.read(n)
+
+    def unpack(self, code: str) -> Any:
+        return struct.unpack(self.order + code, self.read(struct.calcsize(code)))[0]
+
+    def spend(self, items: int) -> None:
+        self.items += items
+        if self.items > GGUF_ITEM_LIMIT:
+            raise Malformed(f"GGUF header: more than {GGUF_ITEM_LIMIT} strings, arrays and tensors")
+
+    def string(self, limit: int | None = None) -> bytes:
+        self.spend(1)
+        length = self.unpack("Q")
+        if limit is not None and length > limit:
+            self.skip(length)
+            return b""
+        return self.read(length)
+
+    def room(self, length: int) -> None:
+        if length > self.size - self.pos:
+            raise Malformed(f"GGUF header: {length} bytes announced past the end of the file")
+
+    def value(self, kind: int, depth: int = 0) -> Any:
+        """A metadata value: scalars and strings as Python values, arrays skipped (None)."""
+        if kind in _GGUF_SCALARS:
+            return self.unpack(_GGUF_SCALARS[kind])
+        if kind == _GGUF_STRING:
+            return self.string(METADATA_VALUE_LIMIT).decode("utf-8", "replace")
+        if kind != _GGUF_ARRAY:
+            raise Malformed(f"GGUF header: unknown value type {kind}")
+        if depth >= GGUF_DEPTH_LIMIT:
+            raise Malformed(f"GGUF header: arrays nested deeper than {GGUF_DEPTH_LIMIT}")
+        item, count = self.unpack("I"), self.unpack("Q")
+        if item in _GGUF_SCALARS:
+            self.skip(count * struct.calcsize(_GGUF_SCALARS[item]))
+            return None
+        self.spend(count)
+        if item == _GGUF_STRING:  # a vocabulary: only each string's length is read
+            length = struct.Struct(self.order + "Q").unpack
+            for _ in range(count):
+                self.skip(length(self.read(8))[0])
+            return None
+        for _ in range(count):
+            self.value(item, depth + 1)
+        return None
+
 
 def read_gguf(path: Path, name: str) -> FileFacts:
-    """GGUF through the `gguf` package's reader (memory-mapped: no weight is read)."""
-    handle, size = _open_regular(path)
-    handle.close()
-    import numpy as np
-    from gguf import GGUFReader, LlamaFileType
+    """GGUF's metadata and tensor infos, walked here (the `gguf` package's reader builds an
+    object per array item: seconds for a real vocabulary, hours for a crafted one); its
+    tables name the tensor and file types."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
-    try:
-        reader = GGUFReader(os.path.realpath(path), "r")
-    except Exception as exc:  # the reader raises whatever its parsing hit on a lying header
-        raise Malformed(f"GGUF header: {str(exc)[:120] or type(exc).__name__}") from None
+    handle, size = _open_regular(path)
+    with handle:  # buffered: each string of a vocabulary is two small reads
+        header = _GGUFHeader(handle, size)
+        if header.read(4) != b"GGUF":
+            raise Malformed("GGUF: no GGUF magic")
+        version = header.unpack("I")
+        if version & 0xFFFF == 0:  # written on a big-endian machine
+            header.order, version = ">", int.from_bytes(version.to_bytes(4, "little"), "big")
+        if version not in (2, 3):
+            raise Malformed(f"GGUF version {version} is not read here")
+        tensor_count, kv_count = header.unpack("Q"), header.unpack("Q")
+        fields: dict[str, Any] = {}
+        for _ in range(kv_count):
+            key = header.string(1024).decode("utf-8", "replace")
+            kind = header.unpack("I")
+            if key in fields:
+                raise Malformed(f"GGUF header: key {key[:80]!r} appears twice")
+            fields[key] = (kind, header.value(kind))
+        tensors: list[tuple[str, int, int, int]] = []
+        names: set[bytes] = set()
+        for _ in range(tensor_count):
+            raw = header.string(1024)
+            if not raw:
+                raise Malformed("GGUF tensor with no name, or one over 1024 bytes")
+            if raw in names:
+                raise Malformed(f"GGUF tensor {raw[:80]!r} appears twice")
+            names.add(raw)
+            n_dims = header.unpack("I")
+            if n_dims > GGUF_DIMS_LIMIT:
+                raise Malformed(f"GGUF tensor {raw[:80]!r} has {n_dims} dims")
+            dims = [header.unpack("Q") for _ in range(n_dims)]
+            kind, offset = header.unpack("I"), header.unpack("Q")
+            count = _elements(dims)
+            if count is None:
+                raise Malformed(f"GGUF tensor {raw[:80]!r} holds more than {MAX_ELEMENTS} elements")
+            tensors.append((raw.decode("utf-8", "replace"), count, kind, offset))
+        alignment = fields.get("general.alignment", (4, 32))
+        if alignment[0] != 4 or alignment[1] <= 0 or alignment[1] & (alignment[1] - 1):
+            raise Malformed("GGUF: general.alignment is not a power of two (uint32)")
+        start = -(-header.pos // alignment[1]) * alignment[1]
     params = 0
     types: dict[str, int] = {}
-    for tensor in reader.tensors:
-        offset, length = int(tensor.data_offset), int(tensor.n_bytes)
-        if offset < 0 or length < 0 or offset + length > size:
-            raise Malformed(f"tensor {tensor.name!r}: data [{offset}, {offset + length}) past end")
-        params += int(tensor.n_elements)
-        kind = tensor.tensor_type.name
-        types[kind] = types.get(kind, 0) + 1
+    for tensor, count, kind, offset in tensors:
+        try:
+            quant = GGMLQuantizationType(kind)
+        except ValueError:
+            raise Malformed(f"GGUF tensor {tensor[:80]!r}: unknown type {kind}") from None
+        block, width = GGML_QUANT_SIZES[quant]
+        length = count * width // block
+        if start + offset + length > size:
+            raise Malformed(
+                f"tensor {tensor!r}: data [{start + offset}, {start + offset + length}) past end"
+            )
+        params += count
+        types[quant.name] = types.get(quant.name, 0) + 1
+    if params > MAX_ELEMENTS:
+        raise Malformed(f"GGUF: tensors hold more than {MAX_ELEMENTS} elements")
 
-    def field(key: str) -> Any:
-        found = reader.fields.get(key)
-        if found is None:
-            return None
-        value = found.contents()
-        return value.item() if isinstance(value, np.generic) else value
+    def field(key: str, kind: int) -> Any:
+        found = fields.get(key)
+        return found[1] if found is not None and found[0] == kind else None
 
-    architecture = field("general.architecture")
-    file_type = field("general.file_type")
+    architecture = field("general.architecture", _GGUF_STRING)
+    file_type = field("general.file_type", 4)
     try:
-        file_type_name = LlamaFileType(int(file_type)).name if file_type is not None else None
-    except (ValueError, TypeError):
+        file_type_name = LlamaFileType(file_type).name if file_type is not None else None
+    except ValueError:
         file_type_name = str(file_type)
     return FileFacts(
-        path=name, format="gguf", tensorCount=len(reader.tensors), parameterCount=params,
-        architecture=str(architecture) if architecture is not None else None,
-        fileType=file_type_name, tensorTypes=dict(sorted(types.items())),
+        path=name, format="gguf", tensorCount=len(tensors), parameterCount=params,
+        architecture=architecture, fileType=file_type_name, tensorTypes=dict(sorted(types.items())),
     )  # fmt: skip
 
 
