@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, time_limit
 from mlprov.collect import model_formats
 from mlprov.collect.model_formats import pickle_imports, read_file_facts, scan_model
 from mlprov.digest import digest_tree
@@ -267,3 +267,83 @@ def test_model_sign_refuses_a_file_name_that_is_not_utf8(tmp_path: Path) -> None
     assert done.code == 2 and done.err.count("\n") == 1, done
     assert done.err.startswith("mlprov: error: ") and '"w\\xff.bin"' in done.err, done
     assert "not UTF-8" in done.err and not signature.exists(), done
+
+
+def test_a_config_with_an_int_of_5000_digits_is_one_line(tmp_path: Path) -> None:
+    """Python refuses to parse ints over 4,300 digits with a plain ValueError, which the
+    TOML and JSON config readers let through as a traceback."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "w.bin").write_bytes(b"w")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "d.csv").write_text("x\n")
+    digits = "1" + "0" * 5000
+    for name, text in (("c.toml", f"lr = {digits}\n"), ("c.json", f'{{"lr": {digits}}}')):
+        (tmp_path / name).write_text(text)
+        out = tmp_path / f"{name}.statement.json"
+        done = run_cli(
+            "attest", "train", "--model", tmp_path / "model", "--dataset",
+            f"train={tmp_path / 'data'}", "--config", tmp_path / name, "--out", out,
+        )  # fmt: skip
+        assert done.code == 2 and done.err.count("\n") == 1, done
+        assert done.err.startswith(f"mlprov: error: {tmp_path / name}: ") and "4300" in done.err
+        assert not out.exists()
+
+
+# -- one attestation whose subjects times materials is large ------------------------------
+
+
+def dense_provenance(tmp_path: Path, subjects: int, materials: int) -> tuple[Path, str]:
+    """A signed SLSA provenance of `subjects` outputs and `materials` inputs (each output
+    is built from each input: subjects x materials edges), and the first output's digest."""
+
+    def descriptor(name: str, number: int) -> dict[str, object]:
+        return {"name": name, "digest": {"sha256": f"{number:064x}"}}
+
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [descriptor(f"out{i}", i) for i in range(subjects)],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {
+                "buildType": "https://mlprov.dev/buildtypes/training/v1",
+                "externalParameters": {},
+                "resolvedDependencies": [descriptor(f"in{i}", 10**6 + i) for i in range(materials)],
+            },
+            "runDetails": {"builder": {"id": "https://ci.example"}, "metadata": {}},
+        },
+    }
+    (tmp_path / "dense.json").write_text(json.dumps(statement))
+    assert run_cli("keygen", "--out", tmp_path / "k", "--no-password").code == 0
+    signed = tmp_path / "dense.intoto.json"
+    key = tmp_path / "k.key"
+    assert run_cli("sign", tmp_path / "dense.json", "--key", key, "--out", signed).code == 0
+    assert run_cli("store", "add", signed, "--key", tmp_path / "k.pub").code == 0
+    return tmp_path / "k.pub", "sha256:" + f"{0:064x}"
+
+
+def test_the_bom_of_an_attestation_with_200_subjects_and_200_materials_ends(
+    tmp_path: Path,
+) -> None:
+    """Its 40,000 edges were deduplicated by a list scan (800 million comparisons): the BOM
+    took minutes. Edges are indexed; each output lists its 200 inputs."""
+    key, model = dense_provenance(tmp_path, 200, 200)
+    bom = tmp_path / "bom.json"
+    with time_limit(60):
+        done = run_cli("bom", model, "--key", key, "--out", bom)
+    assert done.code == 0, done
+    document = json.loads(bom.read_text())
+    [root] = [
+        d
+        for d in document["dependencies"]
+        if d["ref"] == document["metadata"]["component"]["bom-ref"]
+    ]
+    assert len(root["dependsOn"]) == 200, root
+
+
+def test_lineage_evidence_past_a_million_edges_is_refused(tmp_path: Path) -> None:
+    """1,100 x 1,000 edges from one 400 KB attestation: refused in one line, not gigabytes."""
+    key, model = dense_provenance(tmp_path, 1100, 1000)
+    with time_limit(60):
+        done = run_cli("bom", model, "--key", key, "--out", tmp_path / "bom.json")
+    assert done.code == 2 and done.err.count("\n") == 1, done
+    assert "more than 1000000 edges" in done.err and not (tmp_path / "bom.json").exists()
