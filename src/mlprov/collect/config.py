@@ -66,6 +66,8 @@ def _parse(text: str, kind: str, source: str) -> Any:
         raise InputError(f"{source}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{source}: invalid TOML: {exc}") from None
+    except ValueError as exc:  # an int of more than 4,300 digits, which Python refuses
+        raise InputError(f"{source}: invalid {kind.upper()} value ({exc})") from None
     except RecursionError:
         raise InputError(f"{source}: nested too deeply") from None
 

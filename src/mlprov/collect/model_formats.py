@@ -1,9 +1,10 @@
 """What is inside model files, read from their headers without loading a weight.
 
 safetensors (tensor count, dtypes, parameter count, `__metadata__`), GGUF (architecture,
-file type, tensor types, parameter count; read with the `gguf` package), ONNX (IR
-version, opsets, producer, initializer parameter count; a minimal protobuf walk that
-skips every tensor's bytes), NumPy `.npy`/`.npz` (dtype, shape), and pickle-based files
+file type, tensor types, parameter count; a walk of its header that skips arrays of
+numbers whole, with the `gguf` package's type tables), ONNX (IR version, opsets,
+producer, initializer parameter count; a minimal protobuf walk that skips every tensor's
+bytes), NumPy `.npy`/`.npz` (dtype, shape), and pickle-based files
 (`.bin`, `.pt`, `.pth`, `.ckpt`, `.pkl`, joblib, PyTorch zip archives with `data.pkl`),
 which can run code when loaded: their GLOBAL / STACK_GLOBAL imports are listed with
 `pickletools.genops`, which only decodes opcodes and never executes one.
@@ -40,13 +41,28 @@ SAFETENSORS_HEADER_LIMIT = 100_000_000
 NPY_HEADER_LIMIT = 10_000
 #: Bytes of pickle opcodes scanned per pickle stream (data.pkl of a 70B model is ~1 MiB).
 PICKLE_SCAN_LIMIT = 64 << 20
+#: Pickle opcodes decoded per file (a torch zip's members share them) and per tree:
+#: pickletools decodes about a million a second, and a deflated member of one-byte opcodes
+#: is 1000 times its size, so a 1 MB file could take minutes and a tree of them hours.
+#: A real 70B model's data.pkl has a few hundred thousand.
+PICKLE_FILE_OPS = 2_000_000
+PICKLE_TREE_OPS = 16_000_000
+#: Memoized strings remembered for STACK_GLOBAL (a pickle may memoize millions of values).
+PICKLE_MEMO_LIMIT = 65_536
 #: ONNX top-level fields other than the graph (producer, doc string…) read at most this.
 ONNX_FIELD_LIMIT = 1 << 20
+#: Varints (field keys, lengths, values) an ONNX walk reads: ~6 s of Python, where a real
+#: model's graph needs a few per initializer (node and tensor bytes are skipped whole).
+ONNX_VARINT_LIMIT = 8_000_000
 #: Files of one tree whose headers are read; the rest are counted as not scanned.
 MAX_SCANNED_FILES = 10_000
 #: Imports, metadata entries and npz members recorded per file.
 MAX_LISTED = 256
 METADATA_VALUE_LIMIT = 1024
+#: Characters of a `malformed` reason (a lying header's shape or name can be megabytes).
+REASON_LIMIT = 300
+#: Elements one tensor, or one file's tensors together, may hold: CEL integers are int64.
+MAX_ELEMENTS = 2**63 - 1
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".sav"}
 #: Text and data files never sniffed for a model format (any other name is: a pickle
@@ -195,12 +211,12 @@ def read_safetensors(path: Path, name: str) -> FileFacts:
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_uint, offsets))):
             raise Malformed(f"tensor {tensor!r}: bad data_offsets {offsets!r}")
         begin, end = offsets
-        count = prod(shape)
         if begin > end or end > buffer:
             raise Malformed(
                 f"tensor {tensor!r}: offsets [{begin}, {end}] lie outside the {buffer}-byte data"
             )
-        if (end - begin) * 8 != count * _ST_BITS[dtype]:
+        count = _elements(shape, (end - begin) * 8 // _ST_BITS[dtype])
+        if count is None or (end - begin) * 8 != count * _ST_BITS[dtype]:
             raise Malformed(f"tensor {tensor!r}: {end - begin} bytes do not hold {shape} {dtype}")
         spans.append((begin, end, tensor))
         params += count
@@ -230,51 +246,180 @@ def _uint(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _elements(dims: list[int], cap: int = MAX_ELEMENTS) -> int | None:
+    """The product of `dims`, or None past `cap`: it stops there, where multiplying out
+    200,000 dims of 2**64 would build a 12-million-bit number for minutes."""
+    if 0 in dims:
+        return 0
+    count = 1
+    for dim in dims:
+        count *= dim
+        if count > cap:
+            return None
+    return count
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= METADATA_VALUE_LIMIT else text[: METADATA_VALUE_LIMIT - 1] + "…"
 
 
 # -- GGUF ---------------------------------------------------------------------------------
 
+#: GGUF metadata value types of a fixed width (struct codes), and the two that are not.
+_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q",
+                 11: "q", 12: "d"}  # fmt: skip
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+#: Strings, arrays and tensors a GGUF header may hold (each costs a read here; arrays of
+#: numbers are skipped whole): a 262,144-token vocabulary with its merges is under 800,000.
+GGUF_ITEM_LIMIT = 4_000_000
+#: Nesting of GGUF arrays of arrays, and dims of a tensor (ggml has 4).
+GGUF_DEPTH_LIMIT = 8
+GGUF_DIMS_LIMIT = 8
+
+
+class _GGUFHeader:
+    """A GGUF header walked as the format says, each count checked against the bytes left:
+    an array of scalars is skipped whole, never built item by item."""
+
+    def __init__(self, handle: IO[bytes], size: int) -> None:
+        self.handle, self.size, self.order = handle, size, "<"
+        self.items = self.pos = 0  # the position is kept here: asking the file is a syscall
+
+    def read(self, n: int) -> bytes:
+        self.room(n)
+        self.pos += n
+        return _read_exact(self.handle, n, "GGUF header")
+
+    def skip(self, n: int) -> None:
+        self.room(n)
+        self.pos += n
+        if n > 1 << 16:
+            self.handle.seek(n, io.SEEK_CUR)
+        else:
+            self.handle.read(n)
+
+    def unpack(self, code: str) -> Any:
+        return struct.unpack(self.order + code, self.read(struct.calcsize(code)))[0]
+
+    def spend(self, items: int) -> None:
+        self.items += items
+        if self.items > GGUF_ITEM_LIMIT:
+            raise Malformed(f"GGUF header: more than {GGUF_ITEM_LIMIT} strings, arrays and tensors")
+
+    def string(self, limit: int | None = None) -> bytes:
+        self.spend(1)
+        length = self.unpack("Q")
+        if limit is not None and length > limit:
+            self.skip(length)
+            return b""
+        return self.read(length)
+
+    def room(self, length: int) -> None:
+        if length > self.size - self.pos:
+            raise Malformed(f"GGUF header: {length} bytes announced past the end of the file")
+
+    def value(self, kind: int, depth: int = 0) -> Any:
+        """A metadata value: scalars and strings as Python values, arrays skipped (None)."""
+        if kind in _GGUF_SCALARS:
+            return self.unpack(_GGUF_SCALARS[kind])
+        if kind == _GGUF_STRING:
+            return self.string(METADATA_VALUE_LIMIT).decode("utf-8", "replace")
+        if kind != _GGUF_ARRAY:
+            raise Malformed(f"GGUF header: unknown value type {kind}")
+        if depth >= GGUF_DEPTH_LIMIT:
+            raise Malformed(f"GGUF header: arrays nested deeper than {GGUF_DEPTH_LIMIT}")
+        item, count = self.unpack("I"), self.unpack("Q")
+        if item in _GGUF_SCALARS:
+            self.skip(count * struct.calcsize(_GGUF_SCALARS[item]))
+            return None
+        self.spend(count)
+        if item == _GGUF_STRING:  # a vocabulary: only each string's length is read
+            length = struct.Struct(self.order + "Q").unpack
+            for _ in range(count):
+                self.skip(length(self.read(8))[0])
+            return None
+        for _ in range(count):
+            self.value(item, depth + 1)
+        return None
+
 
 def read_gguf(path: Path, name: str) -> FileFacts:
-    """GGUF through the `gguf` package's reader (memory-mapped: no weight is read)."""
-    handle, size = _open_regular(path)
-    handle.close()
-    import numpy as np
-    from gguf import GGUFReader, LlamaFileType
+    """GGUF's metadata and tensor infos, walked here (the `gguf` package's reader builds an
+    object per array item: seconds for a real vocabulary, hours for a crafted one); its
+    tables name the tensor and file types."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
-    try:
-        reader = GGUFReader(os.path.realpath(path), "r")
-    except Exception as exc:  # the reader raises whatever its parsing hit on a lying header
-        raise Malformed(f"GGUF header: {str(exc)[:120] or type(exc).__name__}") from None
+    handle, size = _open_regular(path)
+    with handle:  # buffered: each string of a vocabulary is two small reads
+        header = _GGUFHeader(handle, size)
+        if header.read(4) != b"GGUF":
+            raise Malformed("GGUF: no GGUF magic")
+        version = header.unpack("I")
+        if version & 0xFFFF == 0:  # written on a big-endian machine
+            header.order, version = ">", int.from_bytes(version.to_bytes(4, "little"), "big")
+        if version not in (2, 3):
+            raise Malformed(f"GGUF version {version} is not read here")
+        tensor_count, kv_count = header.unpack("Q"), header.unpack("Q")
+        fields: dict[str, Any] = {}
+        for _ in range(kv_count):
+            key = header.string(1024).decode("utf-8", "replace")
+            kind = header.unpack("I")
+            if key in fields:
+                raise Malformed(f"GGUF header: key {key[:80]!r} appears twice")
+            fields[key] = (kind, header.value(kind))
+        tensors: list[tuple[str, int, int, int]] = []
+        names: set[bytes] = set()
+        for _ in range(tensor_count):
+            raw = header.string(1024)
+            if not raw:
+                raise Malformed("GGUF tensor with no name, or one over 1024 bytes")
+            if raw in names:
+                raise Malformed(f"GGUF tensor {raw[:80]!r} appears twice")
+            names.add(raw)
+            n_dims = header.unpack("I")
+            if n_dims > GGUF_DIMS_LIMIT:
+                raise Malformed(f"GGUF tensor {raw[:80]!r} has {n_dims} dims")
+            dims = [header.unpack("Q") for _ in range(n_dims)]
+            kind, offset = header.unpack("I"), header.unpack("Q")
+            count = _elements(dims)
+            if count is None:
+                raise Malformed(f"GGUF tensor {raw[:80]!r} holds more than {MAX_ELEMENTS} elements")
+            tensors.append((raw.decode("utf-8", "replace"), count, kind, offset))
+        alignment = fields.get("general.alignment", (4, 32))
+        if alignment[0] != 4 or alignment[1] <= 0 or alignment[1] & (alignment[1] - 1):
+            raise Malformed("GGUF: general.alignment is not a power of two (uint32)")
+        start = -(-header.pos // alignment[1]) * alignment[1]
     params = 0
     types: dict[str, int] = {}
-    for tensor in reader.tensors:
-        offset, length = int(tensor.data_offset), int(tensor.n_bytes)
-        if offset < 0 or length < 0 or offset + length > size:
-            raise Malformed(f"tensor {tensor.name!r}: data [{offset}, {offset + length}) past end")
-        params += int(tensor.n_elements)
-        kind = tensor.tensor_type.name
-        types[kind] = types.get(kind, 0) + 1
+    for tensor, count, kind, offset in tensors:
+        try:
+            quant = GGMLQuantizationType(kind)
+        except ValueError:
+            raise Malformed(f"GGUF tensor {tensor[:80]!r}: unknown type {kind}") from None
+        block, width = GGML_QUANT_SIZES[quant]
+        length = count * width // block
+        if start + offset + length > size:
+            raise Malformed(
+                f"tensor {tensor!r}: data [{start + offset}, {start + offset + length}) past end"
+            )
+        params += count
+        types[quant.name] = types.get(quant.name, 0) + 1
+    if params > MAX_ELEMENTS:
+        raise Malformed(f"GGUF: tensors hold more than {MAX_ELEMENTS} elements")
 
-    def field(key: str) -> Any:
-        found = reader.fields.get(key)
-        if found is None:
-            return None
-        value = found.contents()
-        return value.item() if isinstance(value, np.generic) else value
+    def field(key: str, kind: int) -> Any:
+        found = fields.get(key)
+        return found[1] if found is not None and found[0] == kind else None
 
-    architecture = field("general.architecture")
-    file_type = field("general.file_type")
+    architecture = field("general.architecture", _GGUF_STRING)
+    file_type = field("general.file_type", 4)
     try:
-        file_type_name = LlamaFileType(int(file_type)).name if file_type is not None else None
-    except (ValueError, TypeError):
+        file_type_name = LlamaFileType(file_type).name if file_type is not None else None
+    except ValueError:
         file_type_name = str(file_type)
     return FileFacts(
-        path=name, format="gguf", tensorCount=len(reader.tensors), parameterCount=params,
-        architecture=str(architecture) if architecture is not None else None,
-        fileType=file_type_name, tensorTypes=dict(sorted(types.items())),
+        path=name, format="gguf", tensorCount=len(tensors), parameterCount=params,
+        architecture=architecture, fileType=file_type_name, tensorTypes=dict(sorted(types.items())),
     )  # fmt: skip
 
 
@@ -286,8 +431,12 @@ class _Proto:
 
     def __init__(self, handle: IO[bytes], end: int) -> None:
         self.handle, self.end = handle, end
+        self.left = ONNX_VARINT_LIMIT
 
     def varint(self) -> int:
+        self.left -= 1
+        if self.left < 0:  # millions of one-byte fields cost a microsecond each
+            raise Malformed(f"ONNX: more than {ONNX_VARINT_LIMIT} fields and values")
         value = shift = 0
         for _ in range(10):
             byte = self.handle.read(1)
@@ -381,7 +530,10 @@ def _onnx_graph(proto: _Proto, end: int, facts: FileFacts) -> None:
                         dims.append(proto.varint())
                 elif sub_wire == 2:
                     proto.skip(sub_value, start + value)
-            facts.parameterCount += prod(dims)
+            count = _elements(dims)
+            if count is None or facts.parameterCount + count > MAX_ELEMENTS:
+                raise Malformed(f"ONNX: initializers hold more than {MAX_ELEMENTS} elements")
+            facts.parameterCount += count
             facts.tensorCount += 1
         elif wire == 2:
             proto.skip(value, end)
@@ -392,7 +544,6 @@ def _onnx_graph(proto: _Proto, end: int, facts: FileFacts) -> None:
 
 def _npy_header(handle: IO[bytes]) -> tuple[list[int], Any, int]:
     """(shape, dtype, bytes of data it announces) of an .npy stream at its start."""
-    import numpy as np
     from numpy.lib import format as npformat
 
     if handle.read(6) != b"\x93NUMPY":
@@ -406,8 +557,11 @@ def _npy_header(handle: IO[bytes]) -> tuple[list[int], Any, int]:
         shape, _, dtype = reader(handle, max_header_size=NPY_HEADER_LIMIT)
     except (ValueError, SyntaxError, TypeError, OSError) as exc:
         raise Malformed(f".npy header: {str(exc)[:120]}") from None
-    count = int(np.prod(shape, dtype=object)) if shape else 1
-    return [int(d) for d in shape], dtype, count * dtype.itemsize
+    dims = [int(d) for d in shape]
+    count = _elements(dims)
+    if count is None:
+        raise Malformed(f".npy: a {len(dims)}-dim shape holds more than {MAX_ELEMENTS} elements")
+    return dims, dtype, count * dtype.itemsize
 
 
 def read_npy(path: Path, name: str) -> FileFacts:
@@ -516,24 +670,48 @@ class _Capped:
         return bool(self.pending)
 
 
-def pickle_imports(stream: IO[bytes], limit: int = PICKLE_SCAN_LIMIT) -> tuple[list[str], bool]:
-    """The `module.name` globals the pickle(s) in `stream` import, and whether the limit cut
-    the scan short. Opcodes are decoded by pickletools, never executed. A stream may hold
-    several pickles (legacy torch files do); decoding stops at data that is not one."""
+class OpBudget:
+    """Pickle opcodes a scan may still decode, shared by the pickles it covers."""
+
+    def __init__(self, ops: int) -> None:
+        self.ops = ops
+
+
+def pickle_imports(
+    stream: IO[bytes], limit: int = PICKLE_SCAN_LIMIT, *, budget: OpBudget | None = None
+) -> tuple[list[str], bool]:
+    """The `module.name` globals the pickle(s) in `stream` import, and whether a limit (its
+    bytes, or the opcodes left in `budget`) cut the scan short. Opcodes are decoded by
+    pickletools, never executed. A stream may hold several pickles (legacy torch files
+    do); decoding stops at data that is not one."""
     with warnings.catch_warnings():  # pickletools warns on bad escapes in hostile STRINGs
         warnings.simplefilter("ignore", DeprecationWarning)
-        return _pickle_imports(stream, limit)
+        return _pickle_imports(stream, limit, budget or OpBudget(PICKLE_FILE_OPS))
 
 
-def _pickle_imports(stream: IO[bytes], limit: int) -> tuple[list[str], bool]:
+def _remember(memo: dict[int, str], index: object, value: str | None) -> None:
+    """Memo entry `index` holds `value`; only strings are kept, and only so many."""
+    if not isinstance(index, int):
+        return
+    if value is None:
+        memo.pop(index, None)
+    elif index in memo or len(memo) < PICKLE_MEMO_LIMIT:
+        memo[index] = value
+
+
+def _pickle_imports(stream: IO[bytes], limit: int, budget: OpBudget) -> tuple[list[str], bool]:
     capped = _Capped(stream, limit)
     found: dict[str, None] = {}
     pickles = 0
     while capped.more():
         recent: list[str | None] = []
-        memo: dict[int, str | None] = {}
+        memo: dict[int, str] = {}
+        memoized = 0  # MEMOIZE's next index: the memo's size, counted apart from what is kept
         try:
             for opcode, arg, _pos in pickletools.genops(capped):  # type: ignore[arg-type]
+                budget.ops -= 1
+                if budget.ops < 0:
+                    return sorted(found)[:MAX_LISTED], True
                 name = opcode.name
                 if name in ("GLOBAL", "INST") and isinstance(arg, str):
                     module, _, attr = arg.partition(" ")
@@ -547,9 +725,11 @@ def _pickle_imports(stream: IO[bytes], limit: int) -> tuple[list[str], bool]:
                 elif name in _STRING_OPS:
                     recent.append(arg if isinstance(arg, str) else None)
                 elif name == "MEMOIZE":
-                    memo[len(memo)] = recent[-1] if recent else None
-                elif name in ("PUT", "BINPUT", "LONG_BINPUT") and isinstance(arg, int):
-                    memo[arg] = recent[-1] if recent else None
+                    _remember(memo, memoized, recent[-1] if recent else None)
+                    memoized += 1
+                elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                    _remember(memo, arg, recent[-1] if recent else None)
+                    memoized += 1
                 elif name in ("GET", "BINGET", "LONG_BINGET") and isinstance(arg, int):
                     recent.append(memo.get(arg))
                 elif name not in _PUSH_OPS_WITHOUT_STRING and name != "FRAME":
@@ -567,7 +747,7 @@ def _pickle_imports(stream: IO[bytes], limit: int) -> tuple[list[str], bool]:
     return sorted(found), capped.hit
 
 
-def read_pickle(path: Path, name: str, head: bytes) -> FileFacts:
+def read_pickle(path: Path, name: str, head: bytes, budget: OpBudget | None = None) -> FileFacts:
     """A pickle, or a joblib file compressed with gzip, bz2 or lzma (decompressed as read)."""
     import bz2
     import gzip
@@ -585,7 +765,7 @@ def read_pickle(path: Path, name: str, head: bytes) -> FileFacts:
         stack.enter_context(handle)
         stream: IO[bytes] = stack.enter_context(opener(handle)) if opener else handle
         try:
-            imports, truncated = pickle_imports(stream)
+            imports, truncated = pickle_imports(stream, budget=budget)
         except (OSError, EOFError, lzma.LZMAError) as exc:  # a broken compressed stream
             raise Malformed(f"compressed pickle: {str(exc)[:80]}") from None
     return FileFacts(
@@ -593,8 +773,10 @@ def read_pickle(path: Path, name: str, head: bytes) -> FileFacts:
     )
 
 
-def read_torch_zip(path: Path, name: str) -> FileFacts:
-    """A PyTorch zip archive: every `*.pkl` member (data.pkl, constants.pkl) is a pickle."""
+def read_torch_zip(path: Path, name: str, budget: OpBudget | None = None) -> FileFacts:
+    """A PyTorch zip archive: every `*.pkl` member (data.pkl, constants.pkl) is a pickle;
+    they share one budget of opcodes."""
+    budget = budget or OpBudget(PICKLE_FILE_OPS)
     handle, _ = _open_regular(path)
     imports: set[str] = set()
     truncated = False
@@ -602,7 +784,7 @@ def read_torch_zip(path: Path, name: str) -> FileFacts:
         pickles = [i for i in archive.infolist() if i.filename.endswith(".pkl")]
         for info in pickles[:16]:
             with archive.open(info) as member:
-                found, cut = pickle_imports(member)
+                found, cut = pickle_imports(member, budget=budget)
             imports.update(found)
             truncated = truncated or cut
     return FileFacts(
@@ -638,8 +820,11 @@ def _sniff(path: str) -> tuple[bytes, int] | None:
         os.close(fd)
 
 
-def read_file_facts(path: str | Path, name: str) -> FileFacts | None:
-    """The facts of one file whose suffix or first bytes name a model format, else None."""
+def read_file_facts(
+    path: str | Path, name: str, *, budget: OpBudget | None = None
+) -> FileFacts | None:
+    """The facts of one file whose suffix or first bytes name a model format, else None;
+    a pickle's scan decodes at most `budget` opcodes (default: PICKLE_FILE_OPS)."""
     suffix = os.path.splitext(name)[1].lower()
     if suffix in TEXT_SUFFIXES:
         return None
@@ -661,13 +846,13 @@ def read_file_facts(path: str | Path, name: str) -> FileFacts | None:
         readers.append(("npz", read_npz))
     elif head.startswith(b"PK\x03\x04"):
         if _is_torch_zip(path):
-            readers.append(("pytorch-zip", read_torch_zip))
+            readers.append(("pytorch-zip", lambda p, n: read_torch_zip(p, n, budget)))
         elif suffix in PICKLE_SUFFIXES - {".bin"}:
-            readers.append(("pickle", lambda p, n: read_pickle(p, n, head)))
+            readers.append(("pickle", lambda p, n: read_pickle(p, n, head, budget)))
     elif (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or (
         suffix in PICKLE_SUFFIXES and size > 0
     ):
-        readers.append(("pickle", lambda p, n: read_pickle(p, n, head)))
+        readers.append(("pickle", lambda p, n: read_pickle(p, n, head, budget)))
     if not readers:
         return None
     fmt, reader = readers[0]
@@ -683,6 +868,8 @@ def read_file_facts(path: str | Path, name: str) -> FileFacts | None:
             why = f"cannot read: {exc.strerror}"
         else:
             why = f"{type(exc).__name__}: {str(exc)[:120]}"
+        if len(why) > REASON_LIMIT:
+            why = why[: REASON_LIMIT - 1] + "…"
         return FileFacts(
             path=name, format=fmt, malformed=why, canRunCode=fmt in ("pickle", "pytorch-zip")
         )
@@ -694,13 +881,16 @@ def scan_model(root: Path, manifest: TreeManifest) -> ModelFacts:
     names = dict.fromkeys(e.path.rsplit(":", 2)[0] if manifest.method == "shards" else e.path
                           for e in manifest.files)  # fmt: skip
     files: list[FileFacts] = []
+    left = PICKLE_TREE_OPS  # once spent, pickles are still listed, their scans cut short
     for index, name in enumerate(names):
         if index >= MAX_SCANNED_FILES:
             break
+        budget = OpBudget(min(PICKLE_FILE_OPS, left))
         if name == ".":
-            facts = read_file_facts(top, Path(root).name)
+            facts = read_file_facts(top, Path(root).name, budget=budget)
         else:
-            facts = read_file_facts(os.path.join(top, *name.split("/")), name)
+            facts = read_file_facts(os.path.join(top, *name.split("/")), name, budget=budget)
+        left -= min(PICKLE_FILE_OPS, left) - max(budget.ops, 0)
         if facts is not None:
             files.append(facts)
     per_format: dict[str, int] = {}

@@ -32,6 +32,9 @@ from mlprov.store.store import Store
 
 #: Attestations one walk reads at most: a bound on memory for a hostile or huge store.
 MAX_ATTESTATIONS = 5000
+#: Edges (input, output, attestation) a lineage may have: one attestation of S subjects
+#: and M materials makes S x M of them (1,000 x 1,000 from 400 KB).
+MAX_EDGES = 1_000_000
 #: How deep annotations are searched for model facts (pickle files, task, architecture).
 MAX_FACT_DEPTH = 8
 
@@ -199,16 +202,28 @@ class Evidence:
     edges: list[Edge] = field(default_factory=list)
     evaluations: list[Evaluation] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
+    #: `edges` by product, and `attestations` by digest: lookups that lists made quadratic.
+    _into: dict[str, dict[Edge, None]] = field(default_factory=dict, repr=False)
+    _facts: dict[str, AttestationFact] = field(default_factory=dict, repr=False)
+
+    def add_edge(self, edge: Edge) -> None:
+        """Record an edge once; past MAX_EDGES, refuse the lineage."""
+        into = self._into.setdefault(edge.product, {})
+        if edge in into:
+            return
+        if len(self.edges) >= MAX_EDGES:
+            raise InputError(f"the lineage of {self.root} has more than {MAX_EDGES} edges")
+        into[edge] = None
+        self.edges.append(edge)
 
     @property
     def model(self) -> ArtifactFact:
         return self.artifacts[self.root]
 
     def attestation(self, digest: str) -> AttestationFact:
-        for fact in self.attestations:
-            if fact.digest == digest:
-                return fact
-        raise KeyError(digest)
+        if len(self._facts) != len(self.attestations):  # appended to since last asked
+            self._facts = {fact.digest: fact for fact in self.attestations}
+        return self._facts[digest]
 
     def by_role(self, *roles: str) -> list[ArtifactFact]:
         return [a for a in self.artifacts.values() if a.role in roles and a.key != self.root]
@@ -243,11 +258,10 @@ class Evidence:
 
     def inputs_of(self, key: str, attestation: str | None = None) -> list[ArtifactFact]:
         """What went into the artifact (optionally: in one attestation's step)."""
-        seen = []
-        for edge in self.edges:
-            wanted = attestation is None or edge.attestation == attestation
-            if edge.product == key and wanted and edge.material not in seen:
-                seen.append(edge.material)
+        seen: dict[str, None] = {}
+        for edge in self._into.get(key, {}):
+            if attestation is None or edge.attestation == attestation:
+                seen[edge.material] = None
         return [self.artifacts[k] for k in seen]
 
     def latest_verdict(self) -> Verdict | None:
@@ -563,9 +577,7 @@ class EvidenceWalker:
             else:
                 for product in subjects:
                     for material in inputs:
-                        edge = Edge(material, product, fact.digest)
-                        if edge not in evidence.edges:
-                            evidence.edges.append(edge)
+                        evidence.add_edge(Edge(material, product, fact.digest))
         elif fact.kind == "vsa":
             policy = predicate.get("policy") or {}
             verifier = predicate.get("verifier") or {}

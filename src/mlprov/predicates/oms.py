@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from mlprov.digest import TreeManifest, tree_digest
+from mlprov.display import display_name
 from mlprov.errors import InputError
 from mlprov.predicates import OMS_V1
 from mlprov.statement import STATEMENT_TYPE, ResourceDescriptor, Statement
@@ -168,6 +169,8 @@ def oms_statement(
         {"name": entry.path, "algorithm": algorithm, "digest": entry.digest}
         for entry in manifest.files
     ]
+    for name in (manifest.name, *(entry.path for entry in manifest.files)):
+        _check_utf8(name)
     return Statement(
         subject=[
             ResourceDescriptor(
@@ -179,6 +182,18 @@ def oms_statement(
         predicateType=OMS_V1,
         predicate={"serialization": serialization, "resources": resources},
     )
+
+
+def _check_utf8(name: str) -> None:
+    """Refuse a file name with bytes that are not UTF-8: JSON can only carry it as a lone
+    surrogate, which no strict reader (ours, Go's, jq) takes back as that name."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(
+            f"{display_name(name)}: file name is not UTF-8; an OMS signature cannot name it"
+            " (rename it, or leave it out with --ignore-paths)"
+        ) from None
 
 
 # -- structure: mlprov's copy of the OMS v1.0 JSON Schemas' rules -------------------------

@@ -356,12 +356,10 @@ def _other_rows(evidence: Evidence) -> str:
         else '<p class="muted">none</p>'
     )
     groups = []
+    all_packages = evidence.by_role("package")
     for fact in evidence.attestations:
-        packages = [
-            a
-            for a in evidence.by_role("package")
-            if any(e.material == a.key and e.attestation == fact.digest for e in evidence.edges)
-        ]
+        inputs = set(evidence.step_io(fact.digest)[0])
+        packages = [a for a in all_packages if a.key in inputs]
         if packages:
             items = "".join(f"<li><code>{_e(p.uri or p.name)}</code></li>" for p in packages)
             groups.append(

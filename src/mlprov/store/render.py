@@ -413,7 +413,9 @@ def render_dot(graph: LineageGraph) -> str:
 
 
 def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    """Text inside a quoted Mermaid label, on one line: a raw newline in a name would end
+    the line, and the markdown fence around the chart, letting a name write markdown."""
+    return one_line(text).replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
 
 
 def iter_mermaid(graph: LineageGraph) -> Iterator[str]:
