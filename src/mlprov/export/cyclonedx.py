@@ -266,6 +266,7 @@ def _dependency_graph(evidence: Evidence, components: dict[str, Any]) -> list[An
     from cyclonedx.model.dependency import Dependency
 
     graph: dict[str, Any] = {}
+    referenced: list[str] = []
     for key, component in components.items():
         inputs = evidence.inputs_of(key)
         if inputs or key == evidence.root:
@@ -273,10 +274,10 @@ def _dependency_graph(evidence: Evidence, components: dict[str, Any]) -> list[An
                 ref=component.bom_ref,
                 dependencies=[Dependency(ref=components[i.key].bom_ref) for i in inputs],
             )
-    for key in list(graph):
-        for item in evidence.inputs_of(key):
-            if item.key not in graph:
-                graph[item.key] = Dependency(ref=components[item.key].bom_ref)
+            referenced += (i.key for i in inputs)
+    for key in referenced:
+        if key not in graph:
+            graph[key] = Dependency(ref=components[key].bom_ref)
     return list(graph.values())
 
 
