@@ -143,9 +143,12 @@ def _script(doc: str, runnable: list[Block]) -> str:
 
 
 def _environment(tmp: Path) -> dict[str, str]:
-    """The venv's `mlprov` first on PATH; home, caches and store inside `tmp`."""
+    """The venv's `mlprov` first on PATH; home, caches, temporary files and store inside
+    `tmp`."""
+    (tmp / "tmp").mkdir(exist_ok=True)
     env = dict(os.environ)
     env.update(
+        TMPDIR=str(tmp / "tmp"),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         HOME=str(tmp / "home"),
         XDG_CACHE_HOME=str(tmp / "cache"),
